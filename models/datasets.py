@@ -1,0 +1,52 @@
+"""The real training/test sets in ``../shared/data`` (see its README) as uint8 arrays of shape (N, 28, 28)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from bbans.errors import InputError
+from bbans.idx import maybe_gunzip, parse_idx
+
+DATASETS = {
+    # name: (relative path, kind)
+    "mnist-train": ("mnist/train-images.idx3-ubyte.gz", "idx"),
+    "mnist-test": ("mnist/t10k-images.idx3-ubyte.gz", "idx"),
+    "binarized-mnist-train": ("binarized_mnist/binarized_mnist_train.amat", "amat"),
+    "binarized-mnist-valid": ("binarized_mnist/binarized_mnist_valid.amat", "amat"),
+    "binarized-mnist-test": ("binarized_mnist/binarized_mnist_test.amat", "amat"),
+}
+
+
+def data_root() -> Path:
+    """``$BBANS_DATA`` if set, else ``shared/data`` found by walking up from the working directory and this file."""
+    env = os.environ.get("BBANS_DATA")
+    if env:
+        return Path(env)
+    for start in (Path.cwd(), Path(__file__).resolve().parent):
+        for parent in (start, *start.parents):
+            for cand in (parent / "shared" / "data", parent.parent / "shared" / "data"):
+                if (cand / "README.md").exists():
+                    return cand
+    return Path("../shared/data")
+
+
+def dataset_path(name: str) -> Path:
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return data_root() / DATASETS[name][0]
+
+
+def load_dataset(name: str) -> np.ndarray:
+    """Load a named set as uint8 (N, 28, 28); raises InputError when ../shared/data is missing."""
+    path = dataset_path(name)
+    if not path.exists():
+        raise InputError(f"{path} not found: set BBANS_DATA to the folder holding mnist/ and binarized_mnist/")
+    if DATASETS[name][1] == "idx":
+        raw, _ = maybe_gunzip(path.read_bytes())
+        return np.array(parse_idx(raw)[1])
+    import scipy.io
+
+    x = scipy.io.loadmat(str(path))["X"]
+    return np.ascontiguousarray(x.reshape(-1, 28, 28).astype(np.uint8))

@@ -1,0 +1,62 @@
+"""Float (training-time) log-likelihoods of quantized data, in nats.
+
+Both functions return log p(x | params) summed over all data dimensions of each item: shape (batch,), nats.
+They score exactly the distributions the coder pushes (``bbans.codecs``): for 8-bit data a mixture of
+discretized logistics over {0..255} whose edge bins 0 and 255 take the tails; for binary data a Bernoulli.
+
+The parameter ranges below are shared with the integer coding path (``bbans_models.integer_net``), which clamps
+to the same bounds, so the float model trains on the distribution family the coder can represent.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+# Discretized-logistic parameter bounds, in pixel units (0..255 scale).
+MEAN_MIN, MEAN_MAX = -32.0, 287.0
+# log-scale is stored by the integer path as round(64 * log s); these bounds are multiples of 1/64.
+LOG_SCALE_MIN, LOG_SCALE_MAX = -250 / 64, 340 / 64
+# Mixture logits and Bernoulli logits are clamped to this range (nats) in both paths.
+LOGIT_BOUND = 16.0
+
+
+def split_mixture_params(raw: torch.Tensor, components: int):
+    """Split decoder output (B, 3K, H, W) into (logits, means, log_scales), each (B, K, H, W), clamped.
+
+    The raw mean channel is mapped to pixel units as 127.5 + 127.5 * raw, so a unit-scale network output spans
+    the 8-bit range.
+    """
+    logits, mean_raw, log_scale_raw = raw.split(components, dim=1)
+    logits = logits.clamp(-LOGIT_BOUND, LOGIT_BOUND)
+    means = (127.5 + 127.5 * mean_raw).clamp(MEAN_MIN, MEAN_MAX)
+    log_scales = log_scale_raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+    return logits, means, log_scales
+
+
+def _log_expm1(d: torch.Tensor) -> torch.Tensor:
+    """log(exp(d) - 1) for d > 0, stable for small and large d."""
+    return d + torch.log(-torch.expm1(-d))
+
+
+def logistic_mixture_log_prob(x: torch.Tensor, raw: torch.Tensor, components: int) -> torch.Tensor:
+    """log p(x) in nats per item for x in {0..255} of shape (B, 1, H, W); raw decoder output (B, 3K, H, W)."""
+    logits, means, log_scales = split_mixture_params(raw, components)
+    xf = x.to(means.dtype)
+    inv_s = torch.exp(-log_scales)
+    a = (xf + 0.5 - means) * inv_s  # standardized upper edge
+    b = (xf - 0.5 - means) * inv_s  # standardized lower edge
+    # log(sigmoid(a) - sigmoid(b)) = b + log(expm1(a - b)) - softplus(a) - softplus(b), with a - b = 1/s > 0.
+    interior = b + _log_expm1(inv_s) - F.softplus(a) - F.softplus(b)
+    lowest = -F.softplus(-a)  # x == 0: log sigmoid(a), the lower tail joins bin 0
+    highest = -F.softplus(b)  # x == 255: log(1 - sigmoid(b)), the upper tail joins bin 255
+    log_p = torch.where(xf <= 0, lowest, torch.where(xf >= 255, highest, interior))
+    log_mix = torch.log_softmax(logits, dim=1)
+    per_pixel = torch.logsumexp(log_mix + log_p, dim=1)
+    return per_pixel.flatten(1).sum(1)
+
+
+def bernoulli_log_prob(x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
+    """log p(x) in nats per item for x in {0,1} of shape (B, 1, H, W); raw logits (B, 1, H, W)."""
+    logits = raw.clamp(-LOGIT_BOUND, LOGIT_BOUND)
+    xf = x.to(logits.dtype)
+    return (xf * logits - F.softplus(logits)).flatten(1).sum(1)
