@@ -1,0 +1,269 @@
+"""The bbans archive format: compact, little-endian, no pickle, parsed defensively.
+
+Layout (``varint`` = unsigned LEB128, at most 10 bytes)::
+
+    magic            4 bytes   b"BBAN"
+    version          1 byte    FORMAT_VERSION
+    method           1 byte    0 stored, 1 bits-back, 2 deflate (raw), 3 lzma (raw LZMA2), 4 bz2
+    dtype            1 byte    1 = uint8
+    ndim             1 byte    1..32, then ndim varints: the whole array's shape (N, *item shape)
+    data crc32       4 bytes   zlib.crc32 of the original data bytes in C order, uint32 LE
+    extra            varint length + bytes (opaque, e.g. the CLI's container info)
+    -- bits-back only --
+    model name       varint length + UTF-8
+    model sha256     32 bytes
+    coder settings   varint length + compact JSON object (sorted keys)
+    schedule         varint pair count, then (varint size, varint repeat) pairs
+    seed words       varint
+    prefix words     varint  (untouched seed words stripped from the stack bottom)
+    payload          varint word count + uint32 LE words (the ANS stack above the prefix, bottom first)
+    -- other methods --
+    payload          varint length + bytes
+    -- all --
+    archive crc32    4 bytes   zlib.crc32 of every byte before it, uint32 LE
+
+``unpack`` checks the trailing CRC before anything else, then every length against the bytes that remain.
+"""
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ArchiveError
+from .schedule import MAX_SEED_WORDS
+
+MAGIC = b"BBAN"
+FORMAT_VERSION = 1
+METHODS = {"stored": 0, "bits-back": 1, "deflate": 2, "lzma": 3, "bz2": 4}
+_METHOD_NAMES = {v: k for k, v in METHODS.items()}
+DTYPES = {"uint8": 1}
+_DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+MAX_ELEMENTS = 2 ** 40
+MAX_NDIM = 32
+
+
+@dataclass
+class ArchiveHeader:
+    """Everything an archive says about itself, without decoding it. Sizes in bytes unless named otherwise."""
+
+    method: str
+    shape: tuple
+    data_crc32: int
+    dtype: str = "uint8"
+    extra: bytes = b""
+    version: int = FORMAT_VERSION
+    model_name: str | None = None
+    model_sha256: str | None = None  # hex
+    coder_settings: dict | None = None
+    schedule: list = field(default_factory=list)  # (size, repeat) pairs
+    seed_words: int = 0
+    prefix_words: int = 0
+    payload_bytes: int = 0
+    archive_bytes: int = 0
+
+    @property
+    def n_items(self) -> int:
+        return int(self.shape[0])
+
+    @property
+    def n_elements(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+def settings_json(settings: dict) -> bytes:
+    """Canonical compact JSON of a model's coder settings (what the archive stores and what decoders compare)."""
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _varint(n: int) -> bytes:
+    if n < 0:
+        raise ValueError("varints are unsigned")
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _blob(b: bytes) -> bytes:
+    return _varint(len(b)) + b
+
+
+def _words_le(words: np.ndarray) -> bytes:
+    return np.ascontiguousarray(words, dtype="<u4").tobytes()
+
+
+def pack(h: ArchiveHeader, payload) -> bytes:
+    """Serialize header ``h`` and ``payload`` (uint32 words for bits-back, bytes otherwise) into an archive."""
+    if len(h.shape) < 1 or len(h.shape) > MAX_NDIM:
+        raise ValueError(f"arrays of 1..{MAX_NDIM} dimensions only")
+    out = bytearray(MAGIC)
+    out += bytes([FORMAT_VERSION, METHODS[h.method], DTYPES[h.dtype], len(h.shape)])
+    for d in h.shape:
+        out += _varint(int(d))
+    out += (h.data_crc32 & 0xFFFFFFFF).to_bytes(4, "little")
+    out += _blob(bytes(h.extra))
+    if h.method == "bits-back":
+        out += _blob(h.model_name.encode("utf-8"))
+        sha = bytes.fromhex(h.model_sha256)
+        if len(sha) != 32:
+            raise ValueError("model sha256 must be 32 bytes (64 hex digits)")
+        out += sha
+        out += _blob(settings_json(h.coder_settings or {}))
+        out += _varint(len(h.schedule))
+        for size, repeat in h.schedule:
+            out += _varint(size) + _varint(repeat)
+        out += _varint(h.seed_words) + _varint(h.prefix_words)
+        words = np.asarray(payload, np.uint32)
+        out += _varint(words.size) + _words_le(words)
+    else:
+        out += _blob(bytes(payload))
+    out += zlib.crc32(out).to_bytes(4, "little")
+    return bytes(out)
+
+
+# ---------------------------------------------------------------- reading
+
+
+class _Reader:
+    """Cursor over the archive body; every read is checked against the bytes that remain."""
+
+    def __init__(self, body: bytes, pos: int = 0):
+        self.body, self.pos = body, pos
+
+    @property
+    def left(self) -> int:
+        return len(self.body) - self.pos
+
+    def take(self, n: int, what: str) -> bytes:
+        if n > self.left:
+            raise ArchiveError(f"the archive is truncated: its {what} needs {n} bytes but {self.left} remain")
+        out = self.body[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def byte(self, what: str) -> int:
+        return self.take(1, what)[0]
+
+    def varint(self, what: str) -> int:
+        n = shift = 0
+        for _ in range(10):
+            b = self.byte(what)
+            n |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return n
+            shift += 7
+        raise ArchiveError(f"the archive's {what} is not a valid number; the archive is corrupt")
+
+    def blob(self, what: str) -> bytes:
+        n = self.varint(what + " length")
+        return self.take(n, what)
+
+
+def _check_magic_and_version(blob: bytes) -> None:
+    if len(blob) < 5 or blob[:4] != MAGIC:
+        raise ArchiveError("this is not a bbans archive (wrong magic bytes); check the file name")
+    if blob[4] > FORMAT_VERSION:
+        raise ArchiveError(
+            f"this archive uses format version {blob[4]} but this bbans reads up to {FORMAT_VERSION}; upgrade bbans"
+        )
+    if blob[4] < 1:
+        raise ArchiveError(f"this archive claims format version {blob[4]}, which never existed; the archive is corrupt")
+
+
+def _parse(blob: bytes) -> tuple[ArchiveHeader, _Reader, int]:
+    """Parse the header; returns it, the reader positioned at the payload, and the payload's length."""
+    blob = bytes(blob)
+    _check_magic_and_version(blob)
+    if len(blob) < 4 + 4 + 4:
+        raise ArchiveError("the archive is truncated (shorter than any header); get a complete copy")
+    body, stored_crc = blob[:-4], int.from_bytes(blob[-4:], "little")
+    if zlib.crc32(body) != stored_crc:
+        raise ArchiveError("the archive fails its checksum: it is truncated or corrupt; get a fresh copy")
+    r = _Reader(body, 5)
+    code = r.byte("method")
+    if code not in _METHOD_NAMES:
+        raise ArchiveError(
+            f"the archive names unknown coding method {code}; the archive is corrupt or newer than this bbans"
+        )
+    method = _METHOD_NAMES[code]
+    dcode = r.byte("dtype")
+    if dcode not in _DTYPE_NAMES:
+        raise ArchiveError(f"the archive names unknown data type {dcode}; the archive is corrupt or newer than bbans")
+    ndim = r.byte("number of dimensions")
+    if not 1 <= ndim <= MAX_NDIM:
+        raise ArchiveError(f"the archive claims {ndim} dimensions (1..{MAX_NDIM} allowed); the archive is corrupt")
+    shape, count = [], 1
+    for _ in range(ndim):
+        d = r.varint("shape")
+        shape.append(d)
+        count *= d
+        if d > MAX_ELEMENTS or count > MAX_ELEMENTS:
+            raise ArchiveError(f"the archive claims more than 2^40 values ({shape}); the archive is corrupt")
+    crc = int.from_bytes(r.take(4, "data checksum"), "little")
+    h = ArchiveHeader(method=method, shape=tuple(shape), data_crc32=crc, dtype=_DTYPE_NAMES[dcode], version=blob[4],
+                      archive_bytes=len(blob))
+    h.extra = r.blob("extra field")
+    if method == "bits-back":
+        try:
+            h.model_name = r.blob("model name").decode("utf-8")
+        except UnicodeDecodeError:
+            raise ArchiveError("the archive's model name is not UTF-8; the archive is corrupt") from None
+        h.model_sha256 = r.take(32, "model sha256").hex()
+        raw_settings = r.blob("coder settings")
+        try:
+            settings = json.loads(raw_settings.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise ArchiveError("the archive's coder settings are not valid JSON; the archive is corrupt") from None
+        if not isinstance(settings, dict):
+            raise ArchiveError("the archive's coder settings are not a JSON object; the archive is corrupt")
+        h.coder_settings = settings
+        n_pairs = r.varint("schedule length")
+        if 2 * n_pairs > r.left:
+            raise ArchiveError("the archive's batch schedule is longer than the archive; the archive is corrupt")
+        h.schedule = [(r.varint("schedule"), r.varint("schedule")) for _ in range(n_pairs)]
+        h.seed_words, h.prefix_words = r.varint("seed length"), r.varint("seed prefix length")
+        if h.seed_words > MAX_SEED_WORDS:
+            raise ArchiveError(f"the archive asks for {h.seed_words} seed words, more than any bbans writes; "
+                               "the archive is corrupt")
+        if h.prefix_words > h.seed_words:
+            raise ArchiveError("the archive strips more seed words than it seeded; the archive is corrupt")
+        n_words = r.varint("payload length")
+        if 4 * n_words > r.left:
+            raise ArchiveError(
+                f"the archive claims {4 * n_words} payload bytes but {r.left} remain; it is truncated or corrupt"
+            )
+        h.payload_bytes = 4 * n_words
+    else:
+        h.payload_bytes = r.varint("payload length")
+        if h.payload_bytes > r.left:
+            raise ArchiveError(
+                f"the archive claims {h.payload_bytes} payload bytes but {r.left} remain; it is truncated or corrupt"
+            )
+    if h.payload_bytes != r.left:
+        raise ArchiveError(
+            f"the archive has {r.left - h.payload_bytes} unexpected bytes after its payload; the archive is corrupt"
+        )
+    return h, r, h.payload_bytes
+
+
+def read_header(blob: bytes) -> ArchiveHeader:
+    """Parse and check an archive's header (and its trailing CRC) without decoding the payload."""
+    return _parse(blob)[0]
+
+
+def unpack(blob: bytes):
+    """Parse an archive into (ArchiveHeader, payload): uint32 words (native order) for bits-back, else bytes."""
+    h, r, n = _parse(blob)
+    raw = r.take(n, "payload")
+    if h.method == "bits-back":
+        words = np.frombuffer(raw, dtype="<u4").astype(np.uint32)  # native byte order on any host
+        return h, words
+    return h, raw

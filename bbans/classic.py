@@ -1,0 +1,65 @@
+"""Classical fallback codecs for data no model fits: raw deflate, raw LZMA2, bzip2, or stored bytes.
+
+Payloads carry no container headers of their own (the archive records the method and the original size), and
+decompression is bounded by the size the archive declares, so a damaged payload cannot blow up memory.
+"""
+from __future__ import annotations
+
+import bz2
+import lzma
+import zlib
+
+from .errors import ArchiveError
+
+METHODS = ("deflate", "lzma", "bz2", "stored")
+
+
+def _lzma_filters(size: int) -> list:
+    """Raw LZMA2 filters; the dictionary is the data size rounded up to a power of two (4 KiB..64 MiB), so the
+    decoder derives the same filters from the size the archive records."""
+    dict_size = min(2 ** 26, max(2 ** 12, 1 << max(0, size - 1).bit_length()))
+    preset = 9 | lzma.PRESET_EXTREME if size <= 2 ** 20 else 9
+    return [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": dict_size}]
+
+
+def compress(method: str, raw: bytes) -> bytes:
+    """Compress ``raw`` with ``method`` (one of METHODS)."""
+    if method == "stored":
+        return bytes(raw)
+    if method == "deflate":
+        c = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+        return c.compress(raw) + c.flush()
+    if method == "lzma":
+        return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_lzma_filters(len(raw)))
+    if method == "bz2":
+        return bz2.compress(raw, 9)
+    raise ValueError(f"unknown classical method {method!r}")
+
+
+def decompress(method: str, payload: bytes, size: int) -> bytes:
+    """Inverse of ``compress``; ``size`` is the byte count the archive declares. Raises ArchiveError on damage."""
+    try:
+        if method == "stored":
+            out, complete = bytes(payload), True
+        elif method == "deflate":
+            d = zlib.decompressobj(-15)
+            out = d.decompress(payload, size + 1)
+            complete = d.eof and not d.unused_data and not d.unconsumed_tail
+        elif method == "lzma":
+            d = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=_lzma_filters(size))
+            out = d.decompress(payload, max_length=size + 1)
+            complete = d.eof and not d.unused_data
+        elif method == "bz2":
+            d = bz2.BZ2Decompressor()
+            out = d.decompress(payload, max_length=size + 1)
+            complete = d.eof and not d.unused_data
+        else:
+            raise ArchiveError(f"unknown method {method!r}; the archive is corrupt")
+    except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as exc:
+        raise ArchiveError(f"the {method} payload is damaged ({exc}); the archive is corrupt") from None
+    if len(out) != size or not complete:
+        raise ArchiveError(
+            f"the {method} payload decodes to {len(out)} bytes where the archive declares {size}; "
+            "the archive is corrupt"
+        )
+    return out

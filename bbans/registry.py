@@ -1,0 +1,109 @@
+"""Model discovery through the ``bbans.models`` entry-point group (no import of any models package by name).
+
+Each entry point loads to a *provider* with:
+
+- ``list() -> list[dict]``: one dict per model: ``name``, ``data_shape``, ``value_range``, ``description``,
+  ``sha256`` (and maybe more);
+- ``load(name) -> model``: a model following bbans/protocol.py;
+- ``load_path(path) -> model | None``: a model from a weights file, or None if the provider does not recognise it;
+- ``find(name, sha256) -> model | None``: the model with exactly these weights, or None.
+
+A provider that fails to import or to list is skipped (its error is named when no model is found).
+"""
+from __future__ import annotations
+
+import os
+from importlib.metadata import entry_points
+from types import SimpleNamespace
+
+from .errors import ModelError
+from .protocol import model_fits
+
+GROUP = "bbans.models"
+
+
+def _entry_points():
+    """The installed entry points of GROUP (tests replace this)."""
+    return list(entry_points(group=GROUP))
+
+
+def _providers() -> tuple[list, list[str]]:
+    """(list of (entry point name, provider), list of problems with providers that failed to load)."""
+    providers, problems = [], []
+    for ep in _entry_points():
+        try:
+            providers.append((ep.name, ep.load()))
+        except Exception as exc:  # a broken plugin must not break the core
+            problems.append(f"model provider {ep.name!r} failed to load ({type(exc).__name__}: {exc})")
+    return providers, problems
+
+
+def _listing() -> tuple[list, list[str]]:
+    """(list of (provider, info dict), problems)."""
+    providers, problems = _providers()
+    out = []
+    for ep_name, prov in providers:
+        try:
+            out.extend((prov, dict(info, provider=ep_name)) for info in prov.list())
+        except Exception as exc:
+            problems.append(f"model provider {ep_name!r} failed to list its models ({type(exc).__name__}: {exc})")
+    return out, problems
+
+
+def _installed_text(listing, problems) -> str:
+    names = ", ".join(f"{i['name']} (sha256 {str(i.get('sha256', ''))[:12]})" for _, i in listing) or "none"
+    extra = "; " + "; ".join(problems) if problems else ""
+    return f"installed models: {names}{extra}"
+
+
+def list_models() -> list[dict]:
+    """Info dicts of every installed model (each with an added ``provider`` key: the entry point's name)."""
+    return [info for _, info in _listing()[0]]
+
+
+def load_model(name_or_path: str):
+    """Load a model by its listed name, or from a weights file path any provider recognises."""
+    if os.path.exists(name_or_path):
+        for _, prov in _providers()[0]:
+            model = prov.load_path(name_or_path)
+            if model is not None:
+                return model
+        listing, problems = _listing()
+        raise ModelError(f"no installed model provider recognises the weights file {name_or_path}; "
+                         + _installed_text(listing, problems))
+    listing, problems = _listing()
+    for prov, info in listing:
+        if info["name"] == name_or_path:
+            return prov.load(name_or_path)
+    raise ModelError(f"no model named {name_or_path!r}; " + _installed_text(listing, problems))
+
+
+def find_model(name: str, sha256: str):
+    """The installed model with this name and weights sha256; ModelError naming what is installed otherwise."""
+    for _, prov in _providers()[0]:
+        model = prov.find(name, sha256)
+        if model is not None:
+            return model
+    listing, problems = _listing()
+    raise ModelError(
+        f"the archive needs model {name!r} with weights sha256 {sha256[:12]}…, which is not installed; install the "
+        f"package that provides it or pass the model; " + _installed_text(listing, problems)
+    )
+
+
+def default_model_for(data):
+    """The model for ``data`` (N, *shape) uint8: among listed models whose data shape and value range fit, the one
+    with the narrowest value range (binary data goes to a binary model, not an 8-bit one), first listed on ties;
+    None when no model fits."""
+    fitting = []
+    for prov, info in _listing()[0]:
+        try:
+            probe = SimpleNamespace(data_shape=tuple(info["data_shape"]), value_range=tuple(info["value_range"]))
+            if model_fits(probe, data):
+                fitting.append((probe.value_range[1] - probe.value_range[0], len(fitting), prov, info["name"]))
+        except (KeyError, TypeError, ValueError):
+            continue  # a malformed listing entry is not a candidate
+    if not fitting:
+        return None
+    _, _, prov, name = min(fitting, key=lambda t: t[:2])
+    return prov.load(name)

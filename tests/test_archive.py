@@ -1,0 +1,285 @@
+"""The archive format and the public API: round trips for every method, layout independence, corruption, errors."""
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import bbans
+from bbans import archive
+from bbans.errors import ArchiveError, BBANSError, InputError, ModelError
+from toy_models import FakeEntryPoint, FakeProvider, ToyBinary, ToyCoin, ToyGrey, install_providers
+
+FAST = settings(max_examples=60, deadline=None)
+CLASSIC = ["deflate", "lzma", "bz2", "stored"]
+
+
+@pytest.fixture(autouse=True)
+def no_installed_models(monkeypatch):
+    """Isolate from the real model plugins: by default no model is installed."""
+    install_providers(monkeypatch)
+
+
+def field_data(n, shape=(4, 4), seed=0):
+    """Binary items the toy model likes (mostly constant, 10% flipped pixels)."""
+    rng = np.random.default_rng(seed)
+    return ((rng.uniform(size=(n, 1, 1)) < 0.5) ^ (rng.uniform(size=(n, *shape)) < 0.1)).astype(np.uint8)
+
+
+def refix_crc(blob: bytes) -> bytes:
+    """Recompute the trailing CRC, to get a damaged archive past the first line of defence."""
+    return blob[:-4] + zlib.crc32(blob[:-4]).to_bytes(4, "little")
+
+
+# ---------------------------------------------------------------- header
+
+
+def test_header_round_trip_bits_back():
+    model = ToyBinary()
+    x = field_data(30)
+    blob = bbans.compress(x, model, method="bits-back", extra=b"container:idx", batch_size=8)
+    h = bbans.read_header(blob)
+    assert (h.method, h.shape, h.dtype, h.version) == ("bits-back", (30, 4, 4), "uint8", archive.FORMAT_VERSION)
+    assert (h.model_name, h.model_sha256, h.coder_settings) == (model.name, model.sha256, model.coder_settings)
+    assert h.extra == b"container:idx" and h.data_crc32 == zlib.crc32(x.tobytes())
+    assert sum(s * r for s, r in h.schedule) == 30 and h.schedule[0][0] == 1
+    assert 0 <= h.prefix_words <= h.seed_words and h.archive_bytes == len(blob) and h.n_items == 30
+
+
+def test_pack_unpack_round_trip():
+    h = archive.ArchiveHeader(method="bits-back", shape=(3, 2, 5), data_crc32=0xDEADBEEF, extra=b"\x00\xff",
+                              model_name="m\u00e9", model_sha256="ab" * 32, coder_settings={"b": [1, 2], "a": "x"},
+                              schedule=[(1, 1), (2, 1)], seed_words=9, prefix_words=4)
+    words = np.array([1, 2**32 - 1, 7], np.uint32)
+    blob = archive.pack(h, words)
+    g, out = archive.unpack(blob)
+    np.testing.assert_array_equal(out, words)
+    assert (g.shape, g.data_crc32, g.extra, g.model_name, g.model_sha256) == (h.shape, h.data_crc32, h.extra,
+                                                                              h.model_name, h.model_sha256)
+    assert (g.coder_settings, g.schedule, g.seed_words, g.prefix_words, g.payload_bytes) == (
+        h.coder_settings, h.schedule, 9, 4, 12)
+    assert blob[:4] == archive.MAGIC and blob[-4:] == zlib.crc32(blob[:-4]).to_bytes(4, "little")
+    assert blob[-16:-4] == words.astype("<u4").tobytes()  # little-endian words at the end
+
+
+def test_fallback_header_is_small():
+    img = np.random.default_rng(0).integers(0, 256, (1, 28, 28), dtype=np.uint8)
+    blob = bbans.compress(img, method="stored")
+    assert len(blob) - img.nbytes <= 30
+    blob, rep = bbans.compress_with_report(img)
+    assert rep.method in CLASSIC and len(blob) <= img.nbytes + 30 and "no installed model" in rep.reason
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("method", CLASSIC)
+@pytest.mark.parametrize("shape", [(0, 28, 28), (1,), (5, 3), (2, 0, 4), (7, 4, 4, 3)])
+def test_classic_round_trip(method, shape):
+    x = np.random.default_rng(1).integers(0, 4, shape, dtype=np.uint8)
+    blob = bbans.compress(x, method=method, extra=b"e")
+    out = bbans.decompress(blob)
+    assert out.dtype == np.uint8 and out.shape == x.shape and out.flags.writeable
+    np.testing.assert_array_equal(out, x)
+
+
+@FAST
+@given(n=st.integers(0, 40), b=st.integers(1, 50), seed=st.integers(0, 2 ** 32 - 1), grey=st.booleans())
+def test_bits_back_round_trip(n, b, seed, grey):
+    model = ToyGrey((3,)) if grey else ToyBinary((3, 2))
+    lo, hi = model.value_range
+    x = np.random.default_rng(seed).integers(lo, hi + 1, (n, *model.data_shape)).astype(np.uint8)
+    blob, rep = bbans.compress_with_report(x, model, method="bits-back", batch_size=b)
+    assert rep.method == "bits-back" and rep.archive_bytes == len(blob) and rep.n_items == n
+    np.testing.assert_array_equal(bbans.decompress(blob, model), x)
+
+
+def test_auto_never_exceeds_raw_plus_header():
+    model = ToyGrey((3,))
+    for x in [np.zeros((200, 3), np.uint8), np.random.default_rng(2).integers(0, 256, (50, 3), dtype=np.uint8)]:
+        blob, rep = bbans.compress_with_report(x, model)
+        assert len(blob) <= x.nbytes + 30
+        np.testing.assert_array_equal(bbans.decompress(blob, model), x)
+    assert rep.method in CLASSIC + ["bits-back"]
+
+
+def test_auto_picks_bits_back_when_it_wins_and_classic_when_not():
+    model, rng = ToyCoin(), np.random.default_rng(6)
+    bias = np.where(rng.uniform(size=(400, 1, 1)) < 0.5, 0.1, 0.9)  # entropy ~31 bits per item; classical ~48+
+    x = (rng.uniform(size=(400, 8, 8)) < bias).astype(np.uint8)
+    blob, rep = bbans.compress_with_report(x, model)
+    assert rep.method == "bits-back" and "beat the best classical" in rep.reason
+    assert rep.initial_bits > 0 and rep.payload_bits > 0 and rep.model_name == model.name
+    np.testing.assert_array_equal(bbans.decompress(blob, model), x)
+    zeros = np.zeros((400, 3), np.uint8)  # ToyGrey codes 0 at ~3.6 bits; deflate codes it in a few bytes
+    blob, rep = bbans.compress_with_report(zeros, ToyGrey((3,)))
+    assert rep.method in CLASSIC and "smaller than bits-back" in rep.reason
+    np.testing.assert_array_equal(bbans.decompress(blob), zeros)  # no model needed for a classical archive
+
+
+def test_memory_layout_gives_identical_archives():
+    model = ToyBinary()
+    big = field_data(80, shape=(8, 8), seed=3)
+    views = [big[::2, 2:6, 1:5], big[::2, 2:6, 1:5].copy(), np.asfortranarray(big[::2, 2:6, 1:5]),
+             big.transpose(0, 2, 1).transpose(0, 2, 1)[::2, 2:6, 1:5]]
+    for method in ["bits-back", "auto", "lzma"]:
+        blobs = {bbans.compress(v, model, method=method, batch_size=7) for v in views}
+        assert len(blobs) == 1
+
+
+def test_empty_data_round_trips_everywhere():
+    model = ToyBinary()
+    x = np.zeros((0, 4, 4), np.uint8)
+    for method in ["auto", "bits-back", *CLASSIC]:
+        blob = bbans.compress(x, model, method=method)
+        out = bbans.decompress(blob, model)
+        assert out.shape == (0, 4, 4) and out.dtype == np.uint8
+
+
+def test_progress_is_reported():
+    model, x, seen = ToyBinary(), field_data(50), []
+    blob = bbans.compress(x, model, method="bits-back", batch_size=10, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (50, 50)
+    seen.clear()
+    bbans.decompress(blob, model, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (50, 50)
+
+
+# ---------------------------------------------------------------- corruption and errors
+
+
+def small_archives():
+    model = ToyBinary((2, 2))
+    return model, [bbans.compress(field_data(6, (2, 2)), model, method="bits-back", batch_size=3),
+                   bbans.compress(np.arange(12, dtype=np.uint8).reshape(3, 4), method="deflate")]
+
+
+def test_truncation_at_every_byte_is_an_archive_error():
+    model, blobs = small_archives()
+    for blob in blobs:
+        for k in range(len(blob)):
+            with pytest.raises(ArchiveError):
+                bbans.decompress(blob[:k], model)
+        with pytest.raises(ArchiveError):
+            bbans.decompress(blob + b"\x00", model)
+
+
+def test_every_single_bit_flip_is_an_archive_error():
+    model, blobs = small_archives()
+    for blob in blobs:
+        for i in range(8 * len(blob)):
+            bad = bytearray(blob)
+            bad[i // 8] ^= 1 << (i % 8)
+            with pytest.raises(ArchiveError):
+                bbans.decompress(bytes(bad), model)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_damage_past_the_crc_still_ends_in_our_errors(data):
+    """With the trailing CRC recomputed, any damage must give ArchiveError/ModelError or the original data."""
+    model, blobs = small_archives()
+    k = data.draw(st.integers(0, len(blobs) - 1))
+    blob = bytearray(blobs[k])
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(5, len(blob) - 5))
+        blob[i] = data.draw(st.integers(0, 255))
+    try:
+        out = bbans.decompress(refix_crc(bytes(blob)), model)
+    except (ArchiveError, ModelError):
+        return
+    # survivable damage: the opaque extra field, or a varint spelled differently; the data checksum still held
+    np.testing.assert_array_equal(out, bbans.decompress(blobs[k], model))
+
+
+def test_not_an_archive_and_future_version():
+    _, (blob, _) = small_archives()
+    with pytest.raises(ArchiveError, match="not a bbans archive"):
+        bbans.decompress(b"PK\x03\x04" + blob[4:])
+    with pytest.raises(ArchiveError, match="not a bbans archive"):
+        bbans.decompress(b"")
+    future = refix_crc(blob[:4] + bytes([archive.FORMAT_VERSION + 1]) + blob[5:])
+    with pytest.raises(ArchiveError, match="upgrade bbans"):
+        bbans.read_header(future)
+
+
+def test_absurd_sizes_are_rejected():
+    h = archive.ArchiveHeader(method="stored", shape=(2 ** 21, 2 ** 20), data_crc32=0)
+    with pytest.raises(ArchiveError, match="2\\^40"):
+        bbans.decompress(archive.pack(h, b""))
+    h = archive.ArchiveHeader(method="stored", shape=(4,), data_crc32=0)
+    blob = bytearray(archive.pack(h, b"abcd"))
+    blob[-9] = 0x7F  # payload length varint (4) -> 127, more than present
+    with pytest.raises(ArchiveError, match="payload"):
+        bbans.decompress(refix_crc(bytes(blob)))
+    model = ToyBinary((1,))
+    h = archive.ArchiveHeader(method="bits-back", shape=(1, 1), data_crc32=0, model_name=model.name,
+                              model_sha256=model.sha256, coder_settings=model.coder_settings, schedule=[(1, 1)],
+                              seed_words=2 ** 30, prefix_words=0)
+    with pytest.raises(ArchiveError, match="seed"):
+        bbans.decompress(archive.pack(h, np.ones(1, np.uint32)), model)
+    h.seed_words, h.schedule = 3, [(1, 2)]  # schedule covers 2 items, the shape says 1
+    with pytest.raises(ArchiveError, match="schedule"):
+        bbans.decompress(archive.pack(h, np.ones(1, np.uint32)), model)
+
+
+def test_model_mismatches_are_model_errors(monkeypatch):
+    model = ToyBinary()
+    blob = bbans.compress(field_data(10), model, method="bits-back")
+    with pytest.raises(ModelError, match="sha256"):
+        bbans.decompress(blob, ToyBinary(sharpness=2.0))
+    other = ToyBinary()
+    other.coder_settings = {"latent_bins": 31, "toy": 2}
+    with pytest.raises(ModelError, match="settings"):
+        bbans.decompress(blob, other)
+    with pytest.raises(ModelError, match="not installed"):
+        bbans.decompress(blob)  # nothing installed
+    install_providers(monkeypatch, FakeEntryPoint("toys", FakeProvider(ToyGrey(), model)))
+    np.testing.assert_array_equal(bbans.decompress(blob), field_data(10))  # found by name + sha256
+
+
+def test_auto_falls_back_when_the_installed_model_is_unusable(monkeypatch):
+    broken = ToyBinary()
+    broken.sha256 = "PENDING"
+    install_providers(monkeypatch, FakeEntryPoint("toys", FakeProvider(broken)))
+    x = field_data(5)
+    blob, rep = bbans.compress_with_report(x)
+    assert rep.method in CLASSIC and "unusable" in rep.reason
+    np.testing.assert_array_equal(bbans.decompress(blob), x)
+    with pytest.raises(ModelError):
+        bbans.compress(x, method="bits-back")
+
+    class Missing(FakeProvider):
+        def load(self, name):
+            raise ModelError(f"model file {name}.safetensors not found")
+
+    install_providers(monkeypatch, FakeEntryPoint("toys", Missing(broken)))
+    blob, rep = bbans.compress_with_report(x)
+    assert rep.method in CLASSIC and "failed to load" in rep.reason and "not found" in rep.reason
+    with pytest.raises(ModelError, match="not found"):
+        bbans.compress(x, method="bits-back")
+
+
+def test_input_errors():
+    with pytest.raises(InputError):
+        bbans.compress(np.zeros((2, 2), np.float32))
+    with pytest.raises(InputError):
+        bbans.compress([[1, 2]])
+    with pytest.raises(InputError):
+        bbans.compress(np.zeros((2, 2), np.uint8), method="zip")
+    with pytest.raises(InputError):
+        bbans.compress(np.zeros((2, 2), np.uint8), batch_size=0)
+    with pytest.raises(ModelError, match="shape"):
+        bbans.compress(np.zeros((2, 3, 3), np.uint8), ToyBinary())
+    with pytest.raises(ModelError, match="values"):
+        bbans.compress(np.full((2, 4, 4), 2, np.uint8), ToyBinary())
+    with pytest.raises(ModelError, match="no installed model"):
+        bbans.compress(np.zeros((2, 4, 4), np.uint8), method="bits-back")
+    bad = ToyBinary()
+    bad.sha256 = "PENDING"
+    with pytest.raises(ModelError, match="sha256"):
+        bbans.compress(np.zeros((2, 4, 4), np.uint8), bad, method="bits-back")
+
+
+def test_errors_are_bbans_errors_with_exit_codes():
+    assert issubclass(ArchiveError, BBANSError) and ArchiveError.exit_code != ModelError.exit_code
