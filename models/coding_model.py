@@ -1,0 +1,148 @@
+"""The shipped VAEs as bbans coding models (see ``bbans.protocol``): integer-exact codecs plus float evaluation.
+
+Shapes: data uint8 (B, 28, 28); latents int32 (B, L*7*7) bin indices, z = index * 2^-8, bins -2048..2047.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from bbans import tables
+from bbans.codecs import QuantizedGaussian
+from bbans.errors import ModelError
+from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
+
+from .export import FORMAT, LATENT_BIN_EXPONENT, LATENT_HALF_BINS, MU_EXPONENT
+from .integer_net import TorchIntNet, forward_numpy, layers_from_tensors
+from .vae import ConvVAE, VAEConfig
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class VAECodingModel:
+    """A ConvVAE weights file (format ``bbans-vae-1``) as a coding model.
+
+    ``backend`` is "torch" (default, float64 torch ops on ``device``) or "numpy" (the reference); both give the
+    same integers, so archives written with one decode with the other.
+    """
+
+    def __init__(self, path: Path, backend: str = "torch", device: str = "cpu", expected_sha256: str | None = None):
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"model file {path} not found")
+        self.sha256 = file_sha256(path)
+        if expected_sha256 and self.sha256 != expected_sha256:
+            raise ModelError(f"{path} has sha256 {self.sha256[:12]}…, the registry expects {expected_sha256[:12]}…: "
+                             "the weights are damaged or replaced; reinstall bbans")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise ModelError(f"{path} is not a bbans model file (format {meta.get('format')!r})")
+            tensors = load_file(str(path))
+        except ModelError:
+            raise
+        except Exception as exc:
+            raise ModelError(f"cannot read model file {path}: {exc}") from None
+        self.path = path
+        self.name = meta["name"]
+        self.config = VAEConfig(**json.loads(meta["config"]))
+        self.coder_settings = json.loads(meta["coder_settings"])
+        self.card = json.loads(meta.get("card", "{}"))
+        layout = json.loads(meta["int_layers"])
+        self._enc_layers = layers_from_tensors("int.enc", tensors, layout["enc"])
+        self._dec_layers = layers_from_tensors("int.dec", tensors, layout["dec"])
+        self._float_state = {k[len("float."):]: v for k, v in tensors.items() if k.startswith("float.")}
+        self._float_model = None
+        self.backend = backend
+        if backend == "torch":
+            self._enc = TorchIntNet(self._enc_layers, device)
+            self._dec = TorchIntNet(self._dec_layers, device)
+        elif backend == "numpy":
+            self._enc = lambda x: forward_numpy(self._enc_layers, x)
+            self._dec = lambda z: forward_numpy(self._dec_layers, z)
+        else:
+            raise ModelError(f"unknown backend {backend!r}: use 'torch' or 'numpy'")
+        self.data_shape = (self.config.image_size, self.config.image_size)
+        binary = self.config.likelihood == "bernoulli"
+        self.value_range = (0, 1) if binary else (0, 255)
+        self.latent_shape = self.config.latent_shape
+        self.latent_size = int(np.prod(self.latent_shape))
+
+    # ---- coding (integer-exact) ----------------------------------------------------------------------------
+    def posterior_params(self, x: np.ndarray):
+        """x uint8 (B,28,28) -> (mean, std) float64 (B, latent_size) in bin units."""
+        out = self._enc(np.asarray(x).reshape(-1, 1, *self.data_shape))
+        lc = self.config.latent_channels
+        mu_int = out[:, :lc].reshape(len(out), -1)
+        s_int = out[:, lc:].reshape(len(out), -1)
+        mean = mu_int.astype(np.float64) / (1 << (MU_EXPONENT - LATENT_BIN_EXPONENT))
+        std = tables.sigma_table()[s_int - tables.LOG_SIGMA_MIN] * float(1 << LATENT_BIN_EXPONENT)
+        return mean, std
+
+    def posterior(self, x: np.ndarray) -> QuantizedGaussian:
+        mean, std = self.posterior_params(x)
+        return QuantizedGaussian(mean, std, -LATENT_HALF_BINS, LATENT_HALF_BINS - 1)
+
+    def prior(self, batch: int) -> QuantizedGaussian:
+        shape = (batch, self.latent_size)
+        return QuantizedGaussian(np.zeros(shape), np.full(shape, float(1 << LATENT_BIN_EXPONENT)),
+                                 -LATENT_HALF_BINS, LATENT_HALF_BINS - 1)
+
+    def likelihood_params(self, z: np.ndarray) -> np.ndarray:
+        """z int (B, latent_size) -> integer decoder output (B, C, 28, 28)."""
+        return self._dec(np.asarray(z).reshape(-1, *self.latent_shape))
+
+    def likelihood(self, z: np.ndarray):
+        out = self.likelihood_params(z)
+        if self.config.likelihood == "bernoulli":
+            return bernoulli_from_logits(out[:, 0])
+        k = self.config.components
+        per_pixel = out.transpose(0, 2, 3, 1)  # (B, 28, 28, 3K)
+        return DiscretizedLogisticMixture(per_pixel[..., k:2 * k], per_pixel[..., 2 * k:], per_pixel[..., :k])
+
+    # ---- evaluation (float model) --------------------------------------------------------------------------
+    @property
+    def float_model(self) -> ConvVAE:
+        if self._float_model is None:
+            m = ConvVAE(self.config)
+            m.load_state_dict(self._float_state)
+            self._float_model = m.eval()
+        return self._float_model
+
+    @torch.no_grad()
+    def neg_elbo_bits(self, x: np.ndarray, seed: int = 0, batch: int = 500) -> np.ndarray:
+        """Single-sample -ELBO (analytic KL) of the float model, bits per item, shape (B,)."""
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        out = []
+        for i in range(0, len(x), batch):
+            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch])).unsqueeze(1)
+            out.append(self.float_model.neg_elbo(xb).double().numpy())
+        torch.random.set_rng_state(gen_state)
+        return np.concatenate(out) / np.log(2) if out else np.zeros(0)
+
+    @torch.no_grad()
+    def iwae_bits(self, x: np.ndarray, k: int = 50, seed: int = 0, batch: int = 200) -> np.ndarray:
+        """-log of the k-sample importance estimate of p(x) (seed Eq. 15), bits per item, shape (B,)."""
+        gen_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        out = []
+        for i in range(0, len(x), batch):
+            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch])).unsqueeze(1)
+            lw = self.float_model.iwae_log_weights(xb, k).double()
+            out.append((-(torch.logsumexp(lw, 0) - np.log(k))).numpy())
+        torch.random.set_rng_state(gen_state)
+        return np.concatenate(out) / np.log(2) if out else np.zeros(0)

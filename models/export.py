@@ -1,0 +1,98 @@
+"""Turn a float ConvVAE checkpoint into a coding-model weights file (safetensors, no pickle).
+
+The file holds the float weights (``float.*``, for -ELBO / NLL evaluation), the integer coding networks
+(``int.enc.*``, ``int.dec.*``) and JSON metadata: format, name, architecture, layer layout, coder settings, card.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from bbans import tables
+
+from .integer_net import convert_sequential, layers_to_tensors
+from .train import load_float_checkpoint
+from .vae import ConvVAE
+
+FORMAT = "bbans-vae-1"
+LATENT_BIN_EXPONENT = 8          # latent bin width 2^-8
+LATENT_HALF_BINS = 2048          # bins -2048..2047: z in [-8, 8)
+MU_EXPONENT = 12                 # posterior mean stored as round(mu * 2^12) = 16 x (mean in bin units)
+LOG_SIGMA_EXPONENT = 6
+MEAN_EXPONENT, LOG_SCALE_EXPONENT, LOGIT_EXPONENT = 4, 6, 5
+BERNOULLI_LOGIT_EXPONENT = 10
+
+
+def coder_settings(likelihood: str) -> dict:
+    """What a decoder must match: recorded in every archive."""
+    return {"inference": "int-exact-1", "latent_bins": 2 * LATENT_HALF_BINS, "latent_bin_exponent": LATENT_BIN_EXPONENT,
+            "likelihood": "logistic-mixture-2stage-1" if likelihood == "logistic_mixture" else "bernoulli-1"}
+
+
+def _encoder_head(latent_channels: int) -> dict:
+    lc = latent_channels
+    mu_lim = LATENT_HALF_BINS << (MU_EXPONENT - LATENT_BIN_EXPONENT)
+    return dict(e_out=[MU_EXPONENT] * lc + [LOG_SIGMA_EXPONENT] * lc,
+                lo=[-mu_lim] * lc + [tables.LOG_SIGMA_MIN] * lc,
+                hi=[mu_lim - 1] * lc + [tables.LOG_SIGMA_MAX] * lc)
+
+
+def _decoder_head(model: ConvVAE) -> dict:
+    cfg = model.config
+    if cfg.likelihood == "bernoulli":
+        lim = tables.SIGMOID_HALF
+        return dict(e_out=[BERNOULLI_LOGIT_EXPONENT], lo=[-lim], hi=[lim])
+    k = cfg.components
+    # raw channels: logits | mean (pixels = 127.5 + 127.5 raw) | log-scale
+    return dict(
+        e_out=[LOGIT_EXPONENT] * k + [MEAN_EXPONENT] * k + [LOG_SCALE_EXPONENT] * k,
+        lo=[-tables.LOGIT_MAX] * k + [-32 * 16] * k + [tables.LOG_SCALE_MIN] * k,
+        hi=[tables.LOGIT_MAX] * k + [287 * 16] * k + [tables.LOG_SCALE_MAX] * k,
+        scale=np.array([1.0] * k + [127.5] * k + [1.0] * k),
+        shift=np.array([0.0] * k + [127.5] * k + [0.0] * k),
+    )
+
+
+def build_integer_layers(model: ConvVAE, calibration: np.ndarray):
+    """Integer encoder and decoder layers, activation scales calibrated on ``calibration`` (N,28,28) uint8."""
+    model.eval()
+    cfg = model.config
+    x = torch.from_numpy(calibration).unsqueeze(1).float()
+    e_in = 8 if cfg.likelihood == "logistic_mixture" else 0  # the float net sees x / 2^8 (8-bit) or x (binary)
+    x_max = 255 if cfg.likelihood == "logistic_mixture" else 1
+    enc = convert_sequential(model.encoder, x * cfg.input_scale, e_in, x_max, _encoder_head(cfg.latent_channels))
+    with torch.no_grad():
+        mu, log_sigma = model.posterior(x)
+        z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
+    z = torch.round(z * 2 ** LATENT_BIN_EXPONENT).clamp(-LATENT_HALF_BINS, LATENT_HALF_BINS - 1) / 2 ** LATENT_BIN_EXPONENT
+    dec = convert_sequential(model.decoder, z, LATENT_BIN_EXPONENT, LATENT_HALF_BINS, _decoder_head(model))
+    return enc, dec
+
+
+def export(float_checkpoint: Path, out_path: Path, calibration: np.ndarray, name: str, card: dict | None = None) -> Path:
+    """Write the coding-model file for ``float_checkpoint``; returns ``out_path``."""
+    model, facts = load_float_checkpoint(Path(float_checkpoint))
+    torch.manual_seed(0)
+    enc, dec = build_integer_layers(model, calibration)
+    tensors = {f"float.{k}": v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    t_enc, m_enc = layers_to_tensors("int.enc", enc)
+    t_dec, m_dec = layers_to_tensors("int.dec", dec)
+    tensors.update(t_enc)
+    tensors.update(t_dec)
+    meta = {
+        "format": FORMAT,
+        "name": name,
+        "config": json.dumps(model.config.to_dict()),
+        "int_layers": json.dumps({"enc": m_enc, "dec": m_dec}),
+        "coder_settings": json.dumps(coder_settings(model.config.likelihood)),
+        "card": json.dumps({**facts, **(card or {})}),
+    }
+    out_path = Path(out_path)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    tmp.replace(out_path)
+    return out_path

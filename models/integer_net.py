@@ -1,0 +1,227 @@
+"""Integer-exact coding networks (after Ballé, Johnston & Minnen, ICLR 2019), converted from a float ConvVAE.
+
+Every tensor is an integer. A layer computes ``acc = conv(X, W) + B`` with integer weights and activations. Each
+output channel's weights are scaled so that  max|X| * sum|W[c]| + |B[c]| < 2^24: every partial sum is then an
+integer that float32 represents exactly, so the float32 convolution is exact *whatever the summation order* —
+any thread count, kernel, memory layout or machine gives the same integers. Rescaling (in float64) multiplies by a
+power of two, adds 1/2 and floors (all exact), then clamps:
+
+    X_out[c] = clamp(floor(acc[c] * 2^(e_out[c] - e_in - e_w[c]) + 1/2), lo[c], hi[c])
+
+where a real value v is stored as round(v * 2^e). Hidden layers use lo = 0 (ReLU); output heads clamp to the
+parameter ranges of ``bbans.tables``.
+
+Two implementations compute the same integers: ``forward_torch`` (float64 torch ops, fast, CPU or GPU) and
+``forward_numpy`` (the reference, numpy only).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+EXACT_BITS = 24         # float32 integers are exact below 2^24
+WEIGHT_BITS = 14        # and |W_int| < 2^14 per output channel
+ACT_BITS = 10           # hidden activations are integers in [0, 2^10 - 1]
+ACT_CLIP = (1 << ACT_BITS) - 1
+
+
+@dataclass
+class IntLayer:
+    """One integer conv layer. Arrays are float64 holding integers (exact) except exponents (int64)."""
+
+    op: str            # "conv" or "convT"
+    stride: int
+    padding: int
+    weight: np.ndarray  # (Cout, Cin, k, k) for conv; (Cin, Cout, k, k) for convT (torch layouts)
+    bias: np.ndarray    # (Cout,), at scale 2^(e_in + e_w[c])
+    e_in: int
+    e_w: np.ndarray     # (Cout,)
+    e_out: np.ndarray   # (Cout,)
+    lo: np.ndarray      # (Cout,)
+    hi: np.ndarray      # (Cout,)
+
+    @property
+    def out_channels(self) -> int:
+        return self.bias.shape[0]
+
+    def rescale_factors(self) -> np.ndarray:
+        """Per-channel power of two 2^(e_out - e_in - e_w), float64 (exact)."""
+        return np.ldexp(1.0, (self.e_out - self.e_in - self.e_w).astype(np.int64))
+
+
+def _weight_exponents(w: np.ndarray, b: np.ndarray, out_axis: int, x_max: float, e_in: int) -> np.ndarray:
+    """Per-output-channel exponent e_w: the largest with x_max * sum|W_int| + |B_int| < 2^24, |W_int| < 2^14."""
+    axes = tuple(i for i in range(w.ndim) if i != out_axis)
+    wsum = np.abs(w).sum(axis=axes)
+    wmax = np.maximum(np.abs(w).max(axis=axes), 1e-30)
+    budget = (1 << EXACT_BITS) - 1
+    worst = np.maximum(x_max * wsum + np.abs(b) * 2.0 ** e_in, 1e-30)
+    e_w = np.minimum(np.floor(np.log2(budget / worst)), WEIGHT_BITS - 1 - np.ceil(np.log2(wmax))).astype(np.int64)
+    shape = [1] * w.ndim
+    shape[out_axis] = -1
+    while True:  # rounding can push the sum over the budget: step down until it fits
+        w_int = np.rint(w * np.ldexp(1.0, e_w).reshape(shape))
+        b_int = np.rint(b * np.ldexp(1.0, e_in + e_w))
+        over = x_max * np.abs(w_int).sum(axis=axes) + np.abs(b_int) > budget
+        if not over.any():
+            return e_w
+        e_w = e_w - over
+
+
+def convert_layer(conv: nn.Module, e_in: int, x_max: float, e_out, lo, hi, scale=None, shift=None) -> IntLayer:
+    """Quantize a float Conv2d/ConvTranspose2d whose input is stored at exponent e_in with |X| <= x_max.
+
+    ``scale``/``shift`` (per output channel, optional) fold an affine map of the output into the layer first:
+    y' = scale * y + shift.
+    """
+    is_t = isinstance(conv, nn.ConvTranspose2d)
+    w = conv.weight.detach().double().numpy().copy()
+    b = conv.bias.detach().double().numpy().copy()
+    out_axis = 1 if is_t else 0
+    shape = [1] * w.ndim
+    shape[out_axis] = -1
+    if scale is not None:
+        w = w * np.asarray(scale).reshape(shape)
+        b = b * scale + shift
+    e_w = _weight_exponents(w, b, out_axis, x_max, e_in)
+    w_int = np.rint(w * np.ldexp(1.0, e_w).reshape(shape))
+    b_int = np.rint(b * np.ldexp(1.0, e_in + e_w))
+    cout = b.shape[0]
+    full = lambda v: np.broadcast_to(np.asarray(v, np.int64), (cout,)).copy()  # noqa: E731
+    return IntLayer("convT" if is_t else "conv", conv.stride[0], conv.padding[0], w_int, b_int,
+                    int(e_in), e_w, full(e_out), full(lo), full(hi))
+
+
+def activation_exponent(max_value: float) -> int:
+    """Largest exponent e with max_value * 2^e <= ACT_CLIP (the calibration maximum is not clipped)."""
+    return int(np.floor(np.log2(ACT_CLIP / max(max_value, 1e-8))))
+
+
+def convert_sequential(seq: nn.Sequential, calib_input: torch.Tensor, e_in: int, x_max: float, head) -> list[IntLayer]:
+    """Convert conv/ReLU pairs of ``seq``; the last conv becomes the head.
+
+    ``head`` = dict(e_out, lo, hi, scale=None, shift=None) per output channel. Hidden activation exponents come
+    from the float activations on ``calib_input`` (already scaled as the float network sees it).
+    """
+    layers, mods = [], list(seq)
+    h = calib_input
+    i = 0
+    while i < len(mods):
+        conv = mods[i]
+        with torch.no_grad():
+            h = conv(h)
+        if i + 1 < len(mods) and isinstance(mods[i + 1], nn.ReLU):
+            h = torch.relu(h)
+            e_out = activation_exponent(float(h.max()))
+            layers.append(convert_layer(conv, e_in, x_max, e_out, 0, ACT_CLIP))
+            e_in, x_max = e_out, ACT_CLIP
+            i += 2
+        else:
+            layers.append(convert_layer(conv, e_in, x_max, **head))
+            i += 1
+    return layers
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Forward passes. Inputs are integer arrays (B, C, H, W); outputs int64 arrays.
+
+class TorchIntNet:
+    """Integer network on torch: float32 convolutions (exact under the 2^24 budget), float64 rescaling.
+
+    On CUDA, TF32 must stay off (it truncates products); cuDNN may also pick FFT/Winograd algorithms, which are not
+    exact, so GPU use needs ``torch.backends.cudnn.enabled = False`` — set here for the duration of each call.
+    """
+
+    def __init__(self, layers: list[IntLayer], device: str = "cpu"):
+        self.layers = layers
+        self.device = torch.device(device)
+        as_t = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt, device=self.device)  # noqa: E731
+        self._w = [as_t(l.weight, torch.float32) for l in layers]
+        self._b = [as_t(l.bias, torch.float32) for l in layers]
+        self._f = [as_t(l.rescale_factors(), torch.float64).view(1, -1, 1, 1) for l in layers]
+        self._lo = [as_t(l.lo, torch.float64).view(1, -1, 1, 1) for l in layers]
+        self._hi = [as_t(l.hi, torch.float64).view(1, -1, 1, 1) for l in layers]
+
+    @torch.no_grad()
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.device.type == "cuda":  # no TF32 or reduced-precision paths: products must be exact
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            cudnn_was = torch.backends.cudnn.enabled
+            torch.backends.cudnn.enabled = False
+        try:
+            h = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=self.device)
+            for i, layer in enumerate(self.layers):
+                conv = F.conv2d if layer.op == "conv" else F.conv_transpose2d
+                acc = conv(h, self._w[i], self._b[i], stride=layer.stride, padding=layer.padding).double()
+                y = torch.floor(acc * self._f[i] + 0.5)
+                h = torch.minimum(torch.maximum(y, self._lo[i]), self._hi[i])
+                if i + 1 < len(self.layers):
+                    h = h.float()
+            return h.cpu().numpy().astype(np.int64)
+        finally:
+            if self.device.type == "cuda":
+                torch.backends.cudnn.enabled = cudnn_was
+
+
+def _conv_numpy(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """Cross-correlation like torch's conv2d: x (B,Cin,H,W), w (Cout,Cin,k,k) -> (B,Cout,H',W'), exact for ints."""
+    k = w.shape[-1]
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    # win: (B, Cin, H', W', k, k) -> contract Cin, k, k
+    return np.einsum("bchwij,ocij->bohw", win, w, optimize=True)
+
+
+def _conv_transpose_numpy(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """Transposed conv like torch's conv_transpose2d (w: (Cin,Cout,k,k)) via zero-insertion + flipped conv."""
+    b, c, h, wd = x.shape
+    k = w.shape[-1]
+    dil = np.zeros((b, c, (h - 1) * stride + 1, (wd - 1) * stride + 1), x.dtype)
+    dil[:, :, ::stride, ::stride] = x
+    w_flip = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+    return _conv_numpy(dil, w_flip, 1, k - 1 - padding)
+
+
+def forward_numpy(layers: list[IntLayer], x: np.ndarray) -> np.ndarray:
+    """Reference integer forward pass in numpy (float64 holding integers)."""
+    h = np.ascontiguousarray(x, dtype=np.float64)
+    for layer in layers:
+        if layer.op == "conv":
+            acc = _conv_numpy(h, layer.weight, layer.stride, layer.padding)
+        else:
+            acc = _conv_transpose_numpy(h, layer.weight, layer.stride, layer.padding)
+        acc = acc + layer.bias.reshape(1, -1, 1, 1)
+        y = np.floor(acc * layer.rescale_factors().reshape(1, -1, 1, 1) + 0.5)
+        h = np.minimum(np.maximum(y, layer.lo.reshape(1, -1, 1, 1)), layer.hi.reshape(1, -1, 1, 1))
+    return h.astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Serialization into flat tensors + JSON-able metadata (for safetensors).
+
+def layers_to_tensors(prefix: str, layers: list[IntLayer]) -> tuple[dict, list]:
+    tensors, meta = {}, []
+    for i, l in enumerate(layers):
+        p = f"{prefix}.{i}"
+        tensors[f"{p}.weight"] = torch.from_numpy(l.weight.astype(np.int32))
+        tensors[f"{p}.bias"] = torch.from_numpy(l.bias.astype(np.int64))
+        for name in ("e_w", "e_out", "lo", "hi"):
+            tensors[f"{p}.{name}"] = torch.from_numpy(getattr(l, name).astype(np.int64))
+        meta.append({"op": l.op, "stride": l.stride, "padding": l.padding, "e_in": l.e_in})
+    return tensors, meta
+
+
+def layers_from_tensors(prefix: str, tensors: dict, meta: list) -> list[IntLayer]:
+    layers = []
+    for i, m in enumerate(meta):
+        p = f"{prefix}.{i}"
+        get = lambda n: tensors[f"{p}.{n}"].numpy()  # noqa: E731
+        layers.append(IntLayer(m["op"], int(m["stride"]), int(m["padding"]), get("weight").astype(np.float64),
+                               get("bias").astype(np.float64), int(m["e_in"]), get("e_w"), get("e_out"),
+                               get("lo"), get("hi")))
+    return layers

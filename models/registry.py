@@ -1,0 +1,67 @@
+"""The pretrained models shipped in ``bbans_models/weights``, each pinned by sha256.
+
+``provider`` is registered under the entry-point group ``bbans.models`` (pyproject.toml), which is how the core
+(``bbans.registry``) finds models without importing this package by name.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from bbans.errors import ModelError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+# name -> (file in weights/, sha256 of that file, description)
+REGISTRY = {
+    "mnist": (
+        "mnist.safetensors",
+        "PENDING",
+        "8-bit 28x28 grey (MNIST): conv VAE, 8x7x7 latents, mixture of 5 discretized logistics",
+    ),
+    "binarized-mnist": (
+        "binarized-mnist.safetensors",
+        "PENDING",
+        "binary 28x28 (binarized MNIST): conv VAE, 8x7x7 latents, Bernoulli pixels",
+    ),
+}
+
+
+class BuiltinProvider:
+    """Implements the provider interface of ``bbans.registry`` for the shipped weights."""
+
+    def list(self) -> list[dict]:
+        out = []
+        for name, (fname, sha, desc) in REGISTRY.items():
+            binary = name.startswith("binarized")
+            out.append({"name": name, "data_shape": (28, 28), "value_range": (0, 1) if binary else (0, 255),
+                        "description": desc, "sha256": sha, "path": str(WEIGHTS_DIR / fname)})
+        return out
+
+    @lru_cache(maxsize=None)
+    def load(self, name: str):
+        from .coding_model import VAECodingModel
+
+        if name not in REGISTRY:
+            return None
+        fname, sha, _ = REGISTRY[name]
+        return VAECodingModel(WEIGHTS_DIR / fname, expected_sha256=sha)
+
+    def load_path(self, path):
+        from .coding_model import VAECodingModel
+
+        p = Path(path)
+        if not p.is_file():
+            return None
+        try:
+            return VAECodingModel(p)
+        except ModelError:
+            return None
+
+    def find(self, name: str, sha256: str):
+        if name in REGISTRY and REGISTRY[name][1] == sha256:
+            return self.load(name)
+        return None
+
+
+provider = BuiltinProvider()

@@ -1,0 +1,80 @@
+"""The integer coding networks give identical integers on every path (DESIGN.md §4, issue 7)."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from bbans import tables
+from bbans_models.coding_model import VAECodingModel
+from bbans_models.integer_net import EXACT_BITS
+
+from tiny_vae import make_tiny_model_file, random_images
+
+
+@pytest.fixture(scope="module", params=["logistic_mixture", "bernoulli"])
+def tiny(request, tmp_path_factory):
+    path = make_tiny_model_file(tmp_path_factory.mktemp("tiny"), request.param)
+    return request.param, VAECodingModel(path), VAECodingModel(path, backend="numpy")
+
+
+def test_tables_are_pinned():
+    """The tables are built with `decimal`, so these hashes hold on every machine and Python version."""
+    pinned = {
+        tables.sigmoid_table: "6f0d9aafa209ffa957ba5b3dff549744c24aa591051f741c484518509f9443f4",
+        tables.inv_scale_table: "3d4c241b0a1414dea09e8005e38da484bc9692e2ba7e62239dcf8aa2e7edf185",
+        tables.mix_weight_table: "dac5574957c2dbd6fd2d9efa6249ca52b2b14a7866f4f20e2b7560f512393437",
+        tables.sigma_table: "060a2fc327477e5c04e50aba115b1ab6e14259522e8a75a4b9d4747d50ece2b4",
+    }
+    for fn, digest in pinned.items():
+        arr = fn()
+        le = arr.astype(arr.dtype.newbyteorder("<"))
+        assert hashlib.sha256(le.tobytes()).hexdigest() == digest, fn.__name__
+
+
+def test_layers_respect_the_float32_exactness_budget(tiny):
+    _, model, _ = tiny
+    for layers, x_max in ((model._enc_layers, 255), (model._dec_layers, 2048)):
+        for layer in layers:
+            out_axis = 1 if layer.op == "convT" else 0
+            axes = tuple(i for i in range(4) if i != out_axis)
+            worst = x_max * np.abs(layer.weight).sum(axis=axes) + np.abs(layer.bias)
+            assert worst.max() < 2 ** EXACT_BITS
+            assert np.all(layer.weight == np.rint(layer.weight))
+            x_max = int(layer.hi.max())
+
+
+def test_torch_and_numpy_reference_agree_exactly(tiny):
+    kind, model_t, model_n = tiny
+    x = random_images(12, kind)
+    for a, b in zip(model_t.posterior_params(x), model_n.posterior_params(x)):
+        assert np.array_equal(a, b)
+    z = np.random.default_rng(3).integers(-2048, 2048, (12, model_t.latent_size))
+    assert np.array_equal(model_t.likelihood_params(z), model_n.likelihood_params(z))
+
+
+def test_thread_count_batch_split_and_layout_do_not_change_outputs(tiny):
+    kind, model, _ = tiny
+    x = random_images(40, kind, seed=5)
+    z = np.random.default_rng(4).integers(-2048, 2048, (40, model.latent_size))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ref_post = model.posterior_params(x)
+        ref_lik = model.likelihood_params(z)
+        torch.set_num_threads(2)
+        post2 = model.posterior_params(x)
+        lik2 = model.likelihood_params(z)
+    finally:
+        torch.set_num_threads(before)
+    assert all(np.array_equal(a, b) for a, b in zip(ref_post, post2))
+    assert np.array_equal(ref_lik, lik2)
+    # batch of 1 + batch of 39, a strided view, and a Fortran-ordered copy
+    split = [np.concatenate(p) for p in zip(model.posterior_params(x[:1]), model.posterior_params(x[1:]))]
+    assert all(np.array_equal(a, b) for a, b in zip(ref_post, split))
+    wide = np.zeros((40, 28, 56), np.uint8)
+    wide[:, :, ::2] = x
+    assert all(np.array_equal(a, b) for a, b in zip(ref_post, model.posterior_params(wide[:, :, ::2])))
+    assert np.array_equal(ref_lik, model.likelihood_params(np.asfortranarray(z)))
