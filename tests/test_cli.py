@@ -1,0 +1,580 @@
+"""The command line (bbans_cli): file formats, round trips, info, errors, models, eval, train orchestration.
+
+Models are the toys of tests/toy_models.py served through a faked ``bbans.models`` entry point, so these tests
+need no weights, no torch and no data sets, and run in a few seconds.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings, strategies as st
+from PIL import Image
+from scipy.special import ndtr
+
+from bbans import registry
+from bbans.codecs import Categorical, QuantizedGaussian
+from bbans.errors import ArchiveError
+from bbans.idx import idx_header
+from bbans_cli import formats
+from bbans_cli.main import cli
+from toy_models import FakeEntryPoint, FakeProvider, ToyBinary, install_providers
+
+SHAPE = (4, 4)
+
+
+class ToyLevels:
+    """8-bit items of SHAPE whose pixels scatter (Cauchy-shaped, scale 2) around ONE shared grey level: the latent.
+
+    Bits-back clearly beats the classical codecs on items drawn from it. Parameters use the exact integer pixel sum
+    and elementwise IEEE operations only, so they are bit-identical whatever the batch split. Also has the optional
+    reporting methods, computed exactly by enumerating the latent: -ELBO and the true NLL (what IWAE approaches).
+    """
+
+    value_range = (0, 255)
+    K = 31
+    SCALE = 2.0
+
+    def __init__(self, name="toy-grey"):
+        self.name, self.data_shape, self.latent_size = name, SHAPE, 1
+        self.coder_settings = {"latent_bins": 2 * self.K + 1, "toy": "levels"}
+        self.sha256 = hashlib.sha256(name.encode()).hexdigest()
+        self._v = np.arange(256, dtype=np.float64)
+
+    def _post_mean(self, x):
+        total = x.reshape(len(x), -1).sum(axis=1, dtype=np.int64)[:, None]
+        return (total / 16.0 - 127.5) * (self.K / 127.5)
+
+    def _probs(self, z):
+        mu = 127.5 + np.asarray(z, np.float64) * (127.5 / self.K)
+        d = (self._v - mu[..., None]) / self.SCALE
+        return 1.0 / (1.0 + d * d)
+
+    def posterior(self, x):
+        m = self._post_mean(x)
+        return QuantizedGaussian(m, np.full(m.shape, 0.3), -self.K, self.K)
+
+    def likelihood(self, z):
+        p = self._probs(z)  # (B, 1, 256)
+        return Categorical(np.broadcast_to(p[:, :, None, :], (len(z), 1, 16, 256)).reshape(len(z), *SHAPE, 256))
+
+    def prior(self, batch):
+        return QuantizedGaussian(np.zeros((batch, 1)), np.full((batch, 1), 0.5 * self.K), -self.K, self.K)
+
+    def sample(self, n, seed=0):
+        rng = np.random.default_rng(seed)
+        z = np.clip(np.round(rng.normal(0, 0.5 * self.K, (n, 1))), -self.K, self.K)
+        x = 127.5 + z * (127.5 / self.K) + self.SCALE * rng.standard_cauchy((n, 16))
+        return np.clip(np.round(x), 0, 255).astype(np.uint8).reshape(n, *SHAPE)
+
+    def _log_terms(self, x):
+        """log2 q(z|x), log2 p(z), log2 p(x|z) for every latent bin z: arrays (B, 2K+1)."""
+        zs = np.arange(-self.K, self.K + 1, dtype=np.float64)
+
+        def mass(mean, std):  # unit bins on -K..K, tails folded into the end bins
+            upper = np.where(zs >= self.K, 1.0, ndtr((zs + 0.5 - mean) / std))
+            lower = np.where(zs <= -self.K, 0.0, ndtr((zs - 0.5 - mean) / std))
+            return np.maximum(upper - lower, 2.0 ** -24)
+
+        p = self._probs(zs)  # (Z, 256)
+        logp = np.log2(p / p.sum(axis=1, keepdims=True))
+        flat = x.reshape(len(x), -1).astype(np.int64)
+        log_lik = logp[:, flat].sum(axis=2).T  # (B, Z)
+        return np.log2(mass(self._post_mean(x), 0.3)), np.log2(mass(0.0, 0.5 * self.K))[None], log_lik
+
+    def neg_elbo_bits(self, x):
+        log_q, log_prior, log_lik = self._log_terms(x)
+        return (2.0 ** log_q * (log_q - log_prior - log_lik)).sum(axis=1)
+
+    def iwae_bits(self, x, k):
+        _, log_prior, log_lik = self._log_terms(x)
+        t = log_prior + log_lik
+        top = t.max(axis=1, keepdims=True)
+        return -(top[:, 0] + np.log2((2.0 ** (t - top)).sum(axis=1)))
+
+
+GREY = ToyLevels()
+BINARY = ToyBinary(SHAPE, name="toy-binary")
+
+
+@pytest.fixture(autouse=True)
+def toy_registry(monkeypatch):
+    """Only the toy models are installed; progress lines off."""
+    install_providers(monkeypatch, FakeEntryPoint("toys", FakeProvider(GREY, BINARY)))
+    monkeypatch.setenv("BBANS_PROGRESS", "0")
+    monkeypatch.delenv("BBANS_DEBUG", raising=False)
+
+
+def grey_data(n=400, seed=0):
+    """Items drawn from GREY itself, so bits-back beats the classical codecs on them."""
+    return GREY.sample(n, seed)
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def assert_user_error(result, code, *fragments):
+    """Exit ``code``, one 'bbans: error:' message on stderr naming ``fragments``, no traceback anywhere."""
+    out = result.output
+    assert result.exit_code == code, out
+    assert result.stderr.startswith("bbans: error:") and "bbans: error:" not in result.stdout, out
+    assert "Traceback" not in out and (result.exception is None or isinstance(result.exception, SystemExit)), out
+    for f in fragments:
+        assert f in result.stderr, out
+
+
+def npy_bytes(a, **kw) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a, **kw)
+    return buf.getvalue()
+
+
+def files_in(folder: Path) -> set:
+    return {p.name for p in folder.iterdir()}
+
+
+# ------------------------------------------------------------------------------------------ round trips
+
+
+def test_npy_round_trip_is_byte_exact(tmp_path):
+    src = tmp_path / "digits.npy"
+    src.write_bytes(npy_bytes(grey_data()))
+    r = run("compress", src)
+    assert r.exit_code == 0, r.output
+    for field in ("input:", "4 x 4", "toy-grey", GREY.sha256[:12], "bits/dim", "-ELBO", "gap", "%",
+                  "method:", "bits-back", "time:"):
+        assert field in r.output, (field, r.output)
+    original = src.read_bytes()
+    src.unlink()
+    r = run("decompress", tmp_path / "digits.npy.bba")
+    assert r.exit_code == 0, r.output
+    assert "checksum verified" in r.output
+    assert src.read_bytes() == original
+    assert files_in(tmp_path) == {"digits.npy", "digits.npy.bba"}  # no temporary files left behind
+
+
+def test_compress_reports_rate_close_to_the_elbo(tmp_path):
+    src = tmp_path / "d.npy"
+    data = grey_data(1500, seed=3)
+    src.write_bytes(npy_bytes(data))
+    r = run("compress", src)
+    assert r.exit_code == 0, r.output
+    line = next(l for l in r.output.splitlines() if l.startswith("gap:"))
+    gap = float(line.split()[1].rstrip("%"))
+    assert -1.0 < gap < 6.0, r.output  # header and initial bits on 1500 tiny items: a few percent
+
+
+@pytest.mark.parametrize("kind", ["single image", "channels", "npy v2 header", "bool"])
+def test_other_npy_layouts_round_trip(tmp_path, kind):
+    if kind == "single image":
+        payload = npy_bytes(grey_data(1)[0])
+        extra = []
+    elif kind == "channels":  # no toy fits (N, H, W, C): code it classically
+        payload = npy_bytes(np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3))
+        extra = ["--method", "lzma"]
+    elif kind == "bool":  # goes to the binary model, comes back as the same bool .npy
+        payload = npy_bytes(grey_data(40) > 128)
+        extra = ["--method", "bits-back"]
+    else:
+        buf = io.BytesIO()
+        a = grey_data(5)
+        np.lib.format.write_array(buf, a, version=(2, 0))
+        payload = buf.getvalue()
+        extra = []
+    src = tmp_path / "a.npy"
+    src.write_bytes(payload)
+    assert run("compress", src, "-o", tmp_path / "x.bba", *extra).exit_code == 0
+    r = run("decompress", tmp_path / "x.bba", "-o", tmp_path / "back.npy")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "back.npy").read_bytes() == payload
+
+
+def test_idx_round_trip_is_byte_exact(tmp_path):
+    data = grey_data(50)
+    raw = idx_header(data.shape) + data.tobytes()
+    src = tmp_path / "t10k-images.idx3-ubyte"
+    src.write_bytes(raw)
+    r = run("compress", src)
+    assert r.exit_code == 0 and "IDX" in r.output, r.output
+    src.unlink()
+    assert run("decompress", tmp_path / "t10k-images.idx3-ubyte.bba").exit_code == 0
+    assert src.read_bytes() == raw
+
+
+def test_gzip_idx_comes_back_as_raw_idx(tmp_path):
+    data = grey_data(50)
+    raw = idx_header(data.shape) + data.tobytes()
+    src = tmp_path / "t10k-images.idx3-ubyte.gz"
+    src.write_bytes(gzip.compress(raw))
+    r = run("compress", src)
+    assert r.exit_code == 0, r.output
+    assert "gzip" in r.output and "uncompressed" in r.output  # the user is told at compress time
+    r = run("decompress", tmp_path / "t10k-images.idx3-ubyte.gz.bba")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "t10k-images.idx3-ubyte").read_bytes() == raw
+    assert "uncompressed" in r.output
+
+
+def test_png_grey_pixels_identical(tmp_path):
+    img = grey_data(1)[0]
+    src = tmp_path / "digit.png"
+    Image.fromarray(img).save(src)
+    assert run("compress", src).exit_code == 0
+    src.rename(tmp_path / "orig.png")
+    r = run("decompress", tmp_path / "digit.png.bba")
+    assert r.exit_code == 0, r.output
+    back = Image.open(src)
+    assert back.mode == "L" and np.array_equal(np.array(back), img)
+
+
+def test_png_one_bit_goes_to_the_binary_model(tmp_path):
+    bits = (grey_data(1)[0] > 128)
+    src = tmp_path / "bw.png"
+    Image.fromarray(bits).save(src)
+    assert Image.open(src).mode == "1"
+    loaded = formats.load(src)
+    assert loaded.data.shape == (1, 4, 4) and loaded.data.max() <= 1
+    r = run("compress", src, "--method", "bits-back")
+    assert r.exit_code == 0 and "toy-binary" in r.output, r.output
+    src.unlink()
+    assert run("decompress", tmp_path / "bw.png.bba").exit_code == 0
+    back = Image.open(src)
+    assert back.mode == "1" and np.array_equal(np.array(back), bits)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "LA", "P"])
+def test_png_colour_modes_keep_their_pixels(tmp_path, mode):
+    rng = np.random.default_rng(1)
+    if mode == "P":
+        im = Image.fromarray(rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)).quantize(16)
+        im.info["transparency"] = 3
+    else:
+        im = Image.fromarray(rng.integers(0, 256, (5, 7, len(mode)), dtype=np.uint8), mode)
+    src = tmp_path / "c.png"
+    im.save(src, **({"transparency": 3} if mode == "P" else {}))
+    original = Image.open(src)
+    assert run("compress", src, "--method", "deflate").exit_code == 0
+    r = run("decompress", tmp_path / "c.png.bba", "-o", tmp_path / "back.png")
+    assert r.exit_code == 0, r.output
+    back = Image.open(tmp_path / "back.png")
+    assert back.mode == original.mode
+    assert np.array_equal(np.array(back), np.array(original))
+    if mode == "P":
+        assert back.getpalette() == original.getpalette()
+        assert back.info.get("transparency") == original.info.get("transparency")
+        assert np.array_equal(np.array(back.convert("RGBA")), np.array(original.convert("RGBA")))
+
+
+# ---------------------------------------------------------------------------------------------------- info
+
+
+def test_info_shows_the_header(tmp_path):
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(300)))
+    assert run("compress", src, "--batch-size", "50").exit_code == 0
+    r = run("info", tmp_path / "d.npy.bba")
+    assert r.exit_code == 0, r.output
+    for field in ("method:", "bits-back", "model:", "toy-grey", GREY.sha256, "300 x 4 x 4 uint8", "300 items",
+                  "batches:", "50 x", "coder:", "latent_bins=63", "toy=levels", "container:", "npy", "bits/dim", "crc32"):
+        assert field in r.output, (field, r.output)
+    j = run("info", tmp_path / "d.npy.bba", "--json")
+    assert j.exit_code == 0 and '"model_name": "toy-grey"' in j.output and '"container": "npy"' in j.output
+
+
+def test_info_on_a_classical_archive(tmp_path):
+    src = tmp_path / "d.idx"
+    data = np.zeros((3, 5, 5), np.uint8)
+    src.write_bytes(idx_header(data.shape) + data.tobytes())
+    assert run("compress", src, "--method", "lzma").exit_code == 0
+    r = run("info", tmp_path / "d.idx.bba")
+    assert r.exit_code == 0 and "lzma" in r.output and "idx" in r.output, r.output
+
+
+# ------------------------------------------------------------------------------------------- overwriting
+
+
+def test_refuses_to_overwrite_without_force(tmp_path):
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(20)))
+    archive = tmp_path / "d.npy.bba"
+    archive.write_bytes(b"precious")
+    assert_user_error(run("compress", src), 1, "already exists", "--force")
+    assert archive.read_bytes() == b"precious"
+    assert run("compress", src, "-f").exit_code == 0
+    assert archive.read_bytes() != b"precious"
+    original = src.read_bytes()
+    src.write_bytes(b"also precious")
+    assert_user_error(run("decompress", archive), 1, "already exists")
+    assert src.read_bytes() == b"also precious"
+    assert run("decompress", archive, "--force").exit_code == 0
+    assert src.read_bytes() == original
+    assert files_in(tmp_path) == {"d.npy", "d.npy.bba"}
+
+
+def test_output_into_a_folder(tmp_path):
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(20)))
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run("compress", src, "-o", out).exit_code == 0
+    assert (out / "d.npy.bba").exists()
+
+
+def test_interrupt_leaves_no_partial_output(tmp_path, monkeypatch):
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(20)))
+    assert run("compress", src).exit_code == 0
+    src.unlink()
+    import bbans
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bbans, "decompress", interrupted)
+    r = run("decompress", tmp_path / "d.npy.bba")
+    assert r.exit_code == 130 and "interrupted" in r.output and "Traceback" not in r.output
+    assert files_in(tmp_path) == {"d.npy.bba"}
+
+
+def test_interrupt_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(20)))
+    import bbans_cli.ui as ui
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ui.os, "fsync", interrupted)
+    r = run("compress", src)
+    assert r.exit_code == 130 and "Traceback" not in r.output
+    assert files_in(tmp_path) == {"d.npy"}
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def test_missing_file_and_directory(tmp_path):
+    assert_user_error(run("compress", tmp_path / "nope.npy"), 2, "no such file")
+    assert_user_error(run("decompress", tmp_path / "nope.bba"), 2, "no such file")
+    assert_user_error(run("info", tmp_path), 2, "is a directory")
+    assert_user_error(run("compress", tmp_path), 2, "is a directory")
+
+
+def test_garbage_and_truncated_archives(tmp_path):
+    bad = tmp_path / "bad.bba"
+    bad.write_bytes(b"this is not an archive at all")
+    assert_user_error(run("decompress", bad), 3, "not a bbans archive")
+    assert_user_error(run("info", bad), 3)
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(50)))
+    assert run("compress", src).exit_code == 0
+    blob = (tmp_path / "d.npy.bba").read_bytes()
+    src.unlink()
+    for cut in (3, 10, len(blob) // 2, len(blob) - 1):
+        (tmp_path / "t.bba").write_bytes(blob[:cut])
+        assert_user_error(run("decompress", tmp_path / "t.bba", "-o", tmp_path / "t.npy"), 3)
+    flipped = bytearray(blob)
+    flipped[len(blob) // 2] ^= 0x10
+    (tmp_path / "f.bba").write_bytes(bytes(flipped))
+    assert_user_error(run("decompress", tmp_path / "f.bba", "-o", tmp_path / "t.npy"), 3)
+    assert not (tmp_path / "t.npy").exists()
+
+
+def test_archive_whose_model_is_missing(tmp_path, monkeypatch):
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(50)))
+    assert run("compress", src, "-o", tmp_path / "d.bba").exit_code == 0
+
+    class OnlyBinaryInstalled(FakeProvider):  # toy-grey is not installed but its weights file can be loaded
+        def load_path(self, path):
+            return GREY if Path(path).name == "toy-grey.safetensors" else None
+
+    install_providers(monkeypatch, FakeEntryPoint("toys", OnlyBinaryInstalled(BINARY)))
+    assert_user_error(run("decompress", tmp_path / "d.bba"), 4, "toy-grey", "--model")
+    assert not (tmp_path / "d").exists()
+    weights = tmp_path / "toy-grey.safetensors"
+    weights.write_bytes(b"weights")
+    r = run("decompress", tmp_path / "d.bba", "--model", weights)
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "d").read_bytes() == src.read_bytes()
+
+
+def test_data_no_model_fits_lists_the_models(tmp_path):
+    src = tmp_path / "big.npy"
+    src.write_bytes(npy_bytes(np.zeros((2, 5, 5), np.uint8)))
+    r = run("compress", src)
+    assert_user_error(r, 4, "no installed model fits", "toy-grey", "4 x 4", "0..255", "toy-binary", "0..1")
+    assert not (tmp_path / "big.npy.bba").exists()
+    assert_user_error(run("compress", src, "--model", "toy-grey"), 4, "does not fit")
+    assert_user_error(run("compress", src, "--model", "nonexistent"), 4, "nonexistent")
+    assert_user_error(run("compress", src, "--model", tmp_path / "w.safetensors"), 4, "no such file")
+    assert run("compress", src, "--method", "lzma").exit_code == 0  # the way out the message suggests
+
+
+@pytest.mark.parametrize("payload, fragment", [
+    (b"", "empty"),
+    (b"hello world", "unsupported input"),
+    (npy_bytes(np.zeros((2, 4, 4), np.float32)), "dtype"),
+    (npy_bytes(np.asfortranarray(np.zeros((2, 4, 4), np.uint8))), "Fortran"),
+    (npy_bytes(np.zeros((2, 4, 4), np.uint8))[:-5], "truncated"),
+    (npy_bytes(np.zeros(5, np.uint8)), "shape"),
+    (b"\x93NUMPY\x01\x00\x20\x00{'descr': 'zzz'}" + b" " * 14 + b"\n", "npy"),
+    (idx_header((3, 4, 4)) + bytes(10), "IDX"),
+    (idx_header((30,)) + bytes(30), "label"),
+    (b"\x00\x00\x0d\x03" + bytes(12), "not uint8"),
+    (gzip.compress(b"plain text"), "gzip"),
+    (b"\x1f\x8b\x08\x00garbage", "gzip"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(20), "PNG"),
+])
+def test_unreadable_inputs(tmp_path, payload, fragment):
+    src = tmp_path / "in.dat"
+    src.write_bytes(payload)
+    assert_user_error(run("compress", src), 2, fragment)
+    assert files_in(tmp_path) == {"in.dat"}
+
+
+def test_sixteen_bit_png_is_refused(tmp_path):
+    src = tmp_path / "deep.png"
+    Image.fromarray(np.arange(16, dtype=np.uint16).reshape(4, 4) * 1000).save(src)
+    assert_user_error(run("compress", src), 2, "mode")
+
+
+def test_compressing_an_archive_is_refused(tmp_path):
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(10)))
+    assert run("compress", src).exit_code == 0
+    assert_user_error(run("compress", tmp_path / "d.npy.bba"), 2, "decompress")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=80))
+def test_container_info_parser_rejects_garbage_cleanly(blob):
+    try:
+        formats.parse_info(blob)
+    except ArchiveError:
+        pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_container_info_survives_truncation(data):
+    valid = [formats.load_bytes(npy_bytes(grey_data(2))).info,
+             formats.load_bytes(gzip.compress(idx_header((1, 2, 2)) + bytes(4))).info]
+    info = data.draw(st.sampled_from(valid))
+    cut = data.draw(st.integers(1, len(info) - 1))  # 0 bytes is valid: "no container"
+    with pytest.raises(ArchiveError):
+        formats.parse_info(info[:cut])
+
+
+# ------------------------------------------------------------------------------------------ models, eval
+
+
+def test_models_table():
+    r = run("models")
+    assert r.exit_code == 0
+    lines = r.output.splitlines()
+    assert lines[0].split()[:4] == ["name", "items", "values", "sha256"]
+    assert any("toy-grey" in l and "4 x 4" in l and "0..255" in l and GREY.sha256[:12] in l for l in lines)
+    assert any("toy-binary" in l and "0..1" in l for l in lines)
+    assert '"name": "toy-binary"' in run("models", "--json").output
+
+
+def test_models_when_none_installed(monkeypatch):
+    install_providers(monkeypatch)
+    r = run("models")
+    assert r.exit_code == 0 and "no models" in r.output
+
+
+def test_eval_shows_bounds_and_archive_rate(tmp_path):
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(300)))
+    r = run("eval", src, "--samples", "5", "--limit", "200", "--classical")
+    assert r.exit_code == 0, r.output
+    for field in ("-ELBO", "NLL (IWAE, k=5)", "archive (bits-back)", "round trip verified", "first 200 items",
+                  "xz -9e", "archive vs -ELBO"):
+        assert field in r.output, (field, r.output)
+    rates = {l.split("  ")[0]: l for l in r.output.splitlines()}
+    elbo = float(rates["-ELBO"].split()[1])
+    nll = float(next(v for k, v in rates.items() if k.startswith("NLL")).split()[4])
+    assert nll <= elbo + 1e-9
+    assert not list(tmp_path.glob("*.bba"))
+
+
+def test_eval_without_optional_methods(tmp_path):
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes((grey_data(30) > 100).astype(np.uint8)))
+    r = run("eval", src)
+    assert r.exit_code == 0 and "n/a" in r.output and "toy-binary" in r.output, r.output
+
+
+# ----------------------------------------------------------------------------------------------- train
+
+
+def test_train_orchestrates_training_and_export(tmp_path, monkeypatch):
+    """Fake the torch-side modules: checks arguments, file placement and the final load, not learning."""
+    calls = {}
+
+    def fake_train(config, train_data, out_path, **kw):
+        calls["train"] = (config, train_data.shape, Path(out_path), kw)
+        kw["log"]("epoch 1: train -ELBO 1.2345 bits/dim")
+        Path(out_path).write_bytes(b"float weights")
+
+    def fake_export(float_checkpoint, out_path, calibration, name, card=None):
+        calls["export"] = (Path(float_checkpoint), calibration.shape, name, card)
+        Path(out_path).write_bytes(b"coding weights")
+        return Path(out_path)
+
+    class Config:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    fakes = {
+        "bbans_models.train": types.SimpleNamespace(train=fake_train),
+        "bbans_models.export": types.SimpleNamespace(export=fake_export),
+        "bbans_models.vae": types.SimpleNamespace(VAEConfig=Config),
+        "bbans_models.datasets": types.SimpleNamespace(
+            load_dataset=lambda name: np.zeros((300 if "train" in name else 50, 4, 4), np.uint8)),
+    }
+    for k, v in fakes.items():
+        monkeypatch.setitem(sys.modules, k, v)
+    out = tmp_path / "toy-grey.safetensors"  # FakeProvider.load_path serves the model named by the file stem
+    r = run("train", "mnist", "--out", out, "--epochs", "1", "--latent-channels", "4", "--calibration", "100")
+    assert r.exit_code == 0, r.output
+    config, shape, float_path, kw = calls["train"]
+    assert config.kw["likelihood"] == "logistic_mixture" and config.kw["latent_channels"] == 4
+    assert float_path == tmp_path / "toy-grey.safetensors.float.safetensors" and kw["epochs"] == 1
+    assert calls["export"][:3] == (float_path, (100, 4, 4), "toy-grey")
+    assert out.read_bytes() == b"coding weights"
+    assert "epoch 1" in r.output and "bbans compress" in r.output and "-ELBO" in r.output
+    assert files_in(tmp_path) == {out.name, float_path.name}
+    assert_user_error(run("train", "mnist", "--out", out), 1, "already exists")
+    r = run("train", "mnist", "--out", out, "--resume", "--epochs", "0")  # export the checkpoint again
+    assert r.exit_code == 0 and calls["train"][3]["resume"] is True, r.output
+    assert_user_error(run("train", "binarized-mnist", "--out", tmp_path / "new.st", "--resume"), 2, "--resume")
+
+
+# -------------------------------------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress", "info", "eval", "models", "train"])
+def test_every_command_teaches(command):
+    r = run(command, "--help")
+    assert r.exit_code == 0 and "Examples:" in r.output and f"bbans {command}" in r.output
+
+
+def test_python_dash_m_and_fast_help():
+    code = ("import sys, runpy; sys.argv = ['bbans', '--help']\n"
+            "try:\n    runpy.run_module('bbans_cli', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'bbans --help imported torch'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "Usage: bbans" in r.stdout and "decompress" in r.stdout
