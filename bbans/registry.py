@@ -62,8 +62,17 @@ def list_models() -> list[dict]:
 
 
 def load_model(name_or_path: str):
-    """Load a model by its listed name, or from a weights file path any provider recognises."""
-    if os.path.exists(name_or_path):
+    """Load a model by its listed name, or from a weights file path any provider recognises.
+
+    A listed name wins over a same-named file or folder in the working directory; a path is only tried when it is
+    a regular file and no model has that name.
+    """
+    listing, problems = _listing()
+    if any(info["name"] == name_or_path for _, info in listing):
+        for prov, info in listing:
+            if info["name"] == name_or_path:
+                return prov.load(name_or_path)
+    if os.path.isfile(name_or_path):
         for _, prov in _providers()[0]:
             model = prov.load_path(name_or_path)
             if model is not None:
@@ -71,10 +80,6 @@ def load_model(name_or_path: str):
         listing, problems = _listing()
         raise ModelError(f"no installed model provider recognises the weights file {name_or_path}; "
                          + _installed_text(listing, problems))
-    listing, problems = _listing()
-    for prov, info in listing:
-        if info["name"] == name_or_path:
-            return prov.load(name_or_path)
     raise ModelError(f"no model named {name_or_path!r}; " + _installed_text(listing, problems))
 
 

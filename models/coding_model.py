@@ -20,6 +20,7 @@ from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
 from .export import FORMAT, LATENT_BIN_EXPONENT, LATENT_HALF_BINS, MU_EXPONENT
 from .integer_net import TorchIntNet, forward_numpy, layers_from_tensors
+from .likelihoods import MEAN_MAX, MEAN_MIN
 from .vae import ConvVAE, VAEConfig
 
 
@@ -29,6 +30,14 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _bounded(raw: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """lo + (hi - lo) σ(raw / 1024), rounded, with integer arithmetic and the fixed sigmoid table (int64).
+
+    The integer twin of the float model's smooth bounds (``likelihoods.split_mixture_params``)."""
+    sig = tables.sigmoid_of_index(raw)
+    return lo + (((hi - lo) * sig + (1 << (tables.SIGMOID_BITS - 1))) >> tables.SIGMOID_BITS)
 
 
 class VAECodingModel:
@@ -111,7 +120,9 @@ class VAECodingModel:
             return bernoulli_from_logits(out[:, 0])
         k = self.config.components
         per_pixel = out.transpose(0, 2, 3, 1)  # (B, 28, 28, 3K)
-        return DiscretizedLogisticMixture(per_pixel[..., k:2 * k], per_pixel[..., 2 * k:], per_pixel[..., :k])
+        means = _bounded(per_pixel[..., k:2 * k], int(16 * MEAN_MIN), int(16 * MEAN_MAX))          # 1/16 pixel
+        log_scales = _bounded(per_pixel[..., 2 * k:], tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX)  # 1/64
+        return DiscretizedLogisticMixture(means, log_scales, per_pixel[..., :k])
 
     # ---- evaluation (float model) --------------------------------------------------------------------------
     @property
@@ -129,7 +140,7 @@ class VAECodingModel:
         torch.manual_seed(seed)
         out = []
         for i in range(0, len(x), batch):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch])).unsqueeze(1)
+            xb = torch.from_numpy(np.array(x[i:i + batch], dtype=np.uint8)).unsqueeze(1)
             out.append(self.float_model.neg_elbo(xb).double().numpy())
         torch.random.set_rng_state(gen_state)
         return np.concatenate(out) / np.log(2) if out else np.zeros(0)
@@ -141,7 +152,7 @@ class VAECodingModel:
         torch.manual_seed(seed)
         out = []
         for i in range(0, len(x), batch):
-            xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch])).unsqueeze(1)
+            xb = torch.from_numpy(np.array(x[i:i + batch], dtype=np.uint8)).unsqueeze(1)
             lw = self.float_model.iwae_log_weights(xb, k).double()
             out.append((-(torch.logsumexp(lw, 0) - np.log(k))).numpy())
         torch.random.set_rng_state(gen_state)

@@ -23,7 +23,8 @@ LATENT_BIN_EXPONENT = 8          # latent bin width 2^-8
 LATENT_HALF_BINS = 2048          # bins -2048..2047: z in [-8, 8)
 MU_EXPONENT = 12                 # posterior mean stored as round(mu * 2^12) = 16 x (mean in bin units)
 LOG_SIGMA_EXPONENT = 6
-MEAN_EXPONENT, LOG_SCALE_EXPONENT, LOGIT_EXPONENT = 4, 6, 5
+LOGIT_EXPONENT = 5               # mixture logits in 1/32 nat
+BOUNDED_RAW_EXPONENT = 10        # pre-sigmoid mean / log-scale values in 1/1024 (the sigmoid table's step)
 BERNOULLI_LOGIT_EXPONENT = 10
 
 
@@ -47,13 +48,12 @@ def _decoder_head(model: ConvVAE) -> dict:
         lim = tables.SIGMOID_HALF
         return dict(e_out=[BERNOULLI_LOGIT_EXPONENT], lo=[-lim], hi=[lim])
     k = cfg.components
-    # raw channels: logits | mean (pixels = 127.5 + 127.5 raw) | log-scale
+    # raw channels: logits (1/32 nat) | mean and log-scale pre-sigmoid values (1/1024), mapped by the coding model
+    lim = tables.SIGMOID_HALF
     return dict(
-        e_out=[LOGIT_EXPONENT] * k + [MEAN_EXPONENT] * k + [LOG_SCALE_EXPONENT] * k,
-        lo=[-tables.LOGIT_MAX] * k + [-32 * 16] * k + [tables.LOG_SCALE_MIN] * k,
-        hi=[tables.LOGIT_MAX] * k + [287 * 16] * k + [tables.LOG_SCALE_MAX] * k,
-        scale=np.array([1.0] * k + [127.5] * k + [1.0] * k),
-        shift=np.array([0.0] * k + [127.5] * k + [0.0] * k),
+        e_out=[LOGIT_EXPONENT] * k + [BOUNDED_RAW_EXPONENT] * (2 * k),
+        lo=[-tables.LOGIT_MAX] * k + [-lim] * (2 * k),
+        hi=[tables.LOGIT_MAX] * k + [lim] * (2 * k),
     )
 
 

@@ -21,15 +21,17 @@ LOGIT_BOUND = 16.0
 
 
 def split_mixture_params(raw: torch.Tensor, components: int):
-    """Split decoder output (B, 3K, H, W) into (logits, means, log_scales), each (B, K, H, W), clamped.
+    """Split decoder output (B, 3K, H, W) into (logits, means, log_scales), each (B, K, H, W).
 
-    The raw mean channel is mapped to pixel units as 127.5 + 127.5 * raw, so a unit-scale network output spans
-    the 8-bit range.
+    Means and log-scales are *smoothly* bounded: mean = MEAN_MIN + (MEAN_MAX - MEAN_MIN) σ(raw), and likewise
+    the log-scale, so the float model trains on exactly the family the integer coder represents (it evaluates the
+    same σ from a fixed table). Measured alternatives: a hard clamp froze every mean at its lower bound (zero
+    gradient) and the posterior collapsed; a straight-through clamp let the raw outputs drift to -600.
     """
     logits, mean_raw, log_scale_raw = raw.split(components, dim=1)
     logits = logits.clamp(-LOGIT_BOUND, LOGIT_BOUND)
-    means = (127.5 + 127.5 * mean_raw).clamp(MEAN_MIN, MEAN_MAX)
-    log_scales = log_scale_raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
+    means = MEAN_MIN + (MEAN_MAX - MEAN_MIN) * torch.sigmoid(mean_raw)
+    log_scales = LOG_SCALE_MIN + (LOG_SCALE_MAX - LOG_SCALE_MIN) * torch.sigmoid(log_scale_raw)
     return logits, means, log_scales
 
 

@@ -117,7 +117,8 @@ def train(
         wall = (time.time() - t0 + elapsed_before) / 60
         msg = f"epoch {epoch}: train -ELBO {nats_to_bits_per_dim(running / max(seen, 1), dims):.4f} bits/dim, {wall:.1f} min"
         facts = {"epochs": epoch, "minutes": round(wall, 2), "device": str(dev), "batch_size": batch_size, "lr": lr,
-                 "seed": seed, "train_items": len(train_data)}
+                 "seed": seed, "train_items": len(train_data), "kl_warmup_steps": kl_warmup_steps,
+                 "torch_threads": torch.get_num_threads()}
         if test_data is not None:
             facts["test_neg_elbo_bpd"] = evaluate_neg_elbo(model, test_data[:2000], dev)
             msg += f", test[:2000] -ELBO {facts['test_neg_elbo_bpd']:.4f}"

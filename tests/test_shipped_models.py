@@ -1,0 +1,68 @@
+"""The committed models: real-data rate within 1% of their own -ELBO, and CLI round trips on the bundled samples.
+
+The rate test uses 300 images of ../shared/data when present (CI has it), else the 100 bundled sample images.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import bbans
+from bbans.registry import load_model
+from bbans_cli.main import cli
+from bbans_models.datasets import dataset_path, load_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = {"mnist": ROOT / "samples" / "mnist-test-100.npy",
+           "binarized-mnist": ROOT / "samples" / "binarized-mnist-test-100.npy"}
+TEST_SETS = {"mnist": "mnist-test", "binarized-mnist": "binarized-mnist-test"}
+
+
+def _real_images(name: str, n: int = 300) -> np.ndarray:
+    if dataset_path(TEST_SETS[name]).exists():
+        data = load_dataset(TEST_SETS[name])
+        return data[np.sort(np.random.default_rng(7).choice(len(data), n, replace=False))]
+    return np.load(SAMPLES[name])
+
+
+@pytest.mark.parametrize("name", ["mnist", "binarized-mnist"])
+def test_archive_rate_within_one_percent_of_neg_elbo(name):
+    model = load_model(name)
+    data = _real_images(name)
+    dims = data.size
+    blob, report = bbans.compress_with_report(data, model, method="bits-back")
+    assert np.array_equal(bbans.decompress(blob, model), data)
+    neg_elbo = float(model.neg_elbo_bits(data).sum()) / dims
+    header_bits = 8 * len(blob) - report.payload_bits
+    # The chain's own cost, without the one-off initial bits and header, is within 1% of -ELBO ...
+    steady = (report.payload_bits - report.initial_bits) / dims
+    assert abs(steady / neg_elbo - 1) < 0.01, (steady, neg_elbo)
+    # ... and the whole archive within 1% plus those one-off costs, which shrink as 1/N.
+    whole = 8 * len(blob) / dims
+    assert whole <= 1.01 * neg_elbo + (report.initial_bits + header_bits) / dims
+    assert report.initial_bits <= model.latent_size * 12 + 64
+
+
+@pytest.mark.parametrize("name", ["mnist", "binarized-mnist"])
+def test_cli_round_trip_on_bundled_sample(name, tmp_path):
+    src = tmp_path / "digits.npy"
+    src.write_bytes(SAMPLES[name].read_bytes())
+    runner = CliRunner()
+    res = runner.invoke(cli, ["compress", str(src)])
+    assert res.exit_code == 0, res.output
+    assert name in res.output and "bits/dim" in res.output and "ELBO" in res.output
+    out = tmp_path / "restored.npy"
+    res = runner.invoke(cli, ["decompress", str(src) + ".bba", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_single_digit_png_archive_is_smaller_than_the_png(tmp_path):
+    src = tmp_path / "digit.png"
+    src.write_bytes((ROOT / "samples" / "digit-7.png").read_bytes())
+    res = CliRunner().invoke(cli, ["compress", str(src)])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "digit.png.bba").stat().st_size < src.stat().st_size
