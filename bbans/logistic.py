@@ -83,7 +83,7 @@ class DiscretizedLogisticMixture(Codec):
             raise BBANSError("logistic mixture parameters must share one shape (*shape, K)")
         self.shape = means.shape[:-1]
         k = means.shape[-1]
-        self._means = np.clip(means.reshape(-1, k), -32 * 16, 287 * 16)
+        self._means = np.clip(means.reshape(-1, k), tables.MEAN_MIN, tables.MEAN_MAX)
         lsc = np.clip(log_scales.reshape(-1, k), tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX)
         self._inv_scale = tables.inv_scale_table()[lsc - tables.LOG_SCALE_MIN]
         w = np.clip(logits.reshape(-1, k), -tables.LOGIT_MAX, tables.LOGIT_MAX)

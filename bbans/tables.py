@@ -10,6 +10,7 @@ Fixed-point conventions shared with the integer networks in ``bbans_models``:
 quantity               integer stored              real value
 =====================  ==========================  ==========================================
 logistic argument t    index i in [-T, T], T=2^14  t = i / 1024   (SIGMOID[i + T] = 2^30 σ(t))
+logistic mean          M in [-65536, 69616]        m = M / 16 pixels
 log-scale (pixels)     L in [-250, 340]            s = exp(L / 64) pixels
 mixture logit          W in [-512, 512]            w = W / 32 nats
 posterior log-sigma    S in [-384, 96]             σ = exp(S / 64)
@@ -26,6 +27,7 @@ SIGMOID_BITS = 30            # sigmoid values are integers in [0, 2^30]
 SIGMOID_STEP_BITS = 10       # table step 2^-10 in t
 SIGMOID_HALF = 16 * 1024     # table covers t in [-16, 16]
 LOG_SCALE_MIN, LOG_SCALE_MAX = -250, 340   # 1/64 units
+MEAN_MIN, MEAN_MAX = -4096 * 16, 4351 * 16  # logistic means in 1/16 pixel
 INV_SCALE_BITS = 16          # INV_SCALE[L] = round(2^16 / s)
 LOGIT_MAX = 512              # 1/32 nat units
 MIX_WEIGHT_BITS = 16         # MIX_WEIGHT[d] = round(2^16 exp(-d/32))

@@ -20,7 +20,6 @@ from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
 from .export import FORMAT, LATENT_BIN_EXPONENT, LATENT_HALF_BINS, MU_EXPONENT
 from .integer_net import TorchIntNet, forward_numpy, layers_from_tensors
-from .likelihoods import MEAN_MAX, MEAN_MIN
 from .vae import ConvVAE, VAEConfig
 
 
@@ -120,7 +119,7 @@ class VAECodingModel:
             return bernoulli_from_logits(out[:, 0])
         k = self.config.components
         per_pixel = out.transpose(0, 2, 3, 1)  # (B, 28, 28, 3K)
-        means = _bounded(per_pixel[..., k:2 * k], int(16 * MEAN_MIN), int(16 * MEAN_MAX))          # 1/16 pixel
+        means = per_pixel[..., k:2 * k]                                                         # 1/16 pixel
         log_scales = _bounded(per_pixel[..., 2 * k:], tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX)  # 1/64
         return DiscretizedLogisticMixture(means, log_scales, per_pixel[..., :k])
 

@@ -24,7 +24,8 @@ LATENT_HALF_BINS = 2048          # bins -2048..2047: z in [-8, 8)
 MU_EXPONENT = 12                 # posterior mean stored as round(mu * 2^12) = 16 x (mean in bin units)
 LOG_SIGMA_EXPONENT = 6
 LOGIT_EXPONENT = 5               # mixture logits in 1/32 nat
-BOUNDED_RAW_EXPONENT = 10        # pre-sigmoid mean / log-scale values in 1/1024 (the sigmoid table's step)
+MEAN_EXPONENT = 4                # logistic means in 1/16 pixel
+BOUNDED_RAW_EXPONENT = 10        # pre-sigmoid log-scale values in 1/1024 (the sigmoid table's step)
 BERNOULLI_LOGIT_EXPONENT = 10
 
 
@@ -48,12 +49,15 @@ def _decoder_head(model: ConvVAE) -> dict:
         lim = tables.SIGMOID_HALF
         return dict(e_out=[BERNOULLI_LOGIT_EXPONENT], lo=[-lim], hi=[lim])
     k = cfg.components
-    # raw channels: logits (1/32 nat) | mean and log-scale pre-sigmoid values (1/1024), mapped by the coding model
+    # raw channels: logits (1/32 nat) | means (pixels = 127.5 + 127.5 raw, folded in; 1/16 px) |
+    # log-scale pre-sigmoid values (1/1024), mapped through the sigmoid table by the coding model
     lim = tables.SIGMOID_HALF
     return dict(
-        e_out=[LOGIT_EXPONENT] * k + [BOUNDED_RAW_EXPONENT] * (2 * k),
-        lo=[-tables.LOGIT_MAX] * k + [-lim] * (2 * k),
-        hi=[tables.LOGIT_MAX] * k + [lim] * (2 * k),
+        e_out=[LOGIT_EXPONENT] * k + [MEAN_EXPONENT] * k + [BOUNDED_RAW_EXPONENT] * k,
+        lo=[-tables.LOGIT_MAX] * k + [tables.MEAN_MIN] * k + [-lim] * k,
+        hi=[tables.LOGIT_MAX] * k + [tables.MEAN_MAX] * k + [lim] * k,
+        scale=np.array([1.0] * k + [127.5] * k + [1.0] * k),
+        shift=np.array([0.0] * k + [127.5] * k + [0.0] * k),
     )
 
 

@@ -1,12 +1,12 @@
 """Integer-exact coding networks (after Ballé, Johnston & Minnen, ICLR 2019), converted from a float ConvVAE.
 
 Every tensor is an integer. A layer computes ``acc = conv(X, W) + B`` with integer weights and activations. Each
-output channel's weights are scaled so that  max|X| * sum|W[c]| + |B[c]| < 2^24: every partial sum is then an
+output channel's weights are scaled so that  max|X| * sum|W[c]| + |B[c]| < 2^23: every partial sum is then an
 integer that float32 represents exactly, so the float32 convolution is exact *whatever the summation order* —
-any thread count, kernel, memory layout or machine gives the same integers. Rescaling (in float64) multiplies by a
-power of two, adds 1/2 and floors (all exact), then clamps:
+any thread count, kernel, memory layout or machine gives the same integers. Rescaling multiplies by a power of two
+2^k (k = e_out - e_in - e_w < 0) and floors; the rounding offset 2^(-k-1) <= 2^22 is folded into B, so
 
-    X_out[c] = clamp(floor(acc[c] * 2^(e_out[c] - e_in - e_w[c]) + 1/2), lo[c], hi[c])
+    X_out[c] = clamp(floor((conv(X, W)[c] + B[c]) * 2^k[c]), lo[c], hi[c])  =  round-half-up of the real value,
 
 where a real value v is stored as round(v * 2^e). Hidden layers use lo = 0 (ReLU); output heads clamp to the
 parameter ranges of ``bbans.tables``.
@@ -23,7 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-EXACT_BITS = 24         # float32 integers are exact below 2^24
+EXACT_BITS = 23         # |acc| < 2^23 and rounding offset <= 2^22: float32 integers are exact below 2^24
+MIN_SHIFT = -23         # rescale exponents k >= -23, so the offset 2^(-k-1) <= 2^22
 WEIGHT_BITS = 14        # and |W_int| < 2^14 per output channel
 ACT_BITS = 10           # hidden activations are integers in [0, 2^10 - 1]
 ACT_CLIP = (1 << ACT_BITS) - 1
@@ -37,7 +38,7 @@ class IntLayer:
     stride: int
     padding: int
     weight: np.ndarray  # (Cout, Cin, k, k) for conv; (Cin, Cout, k, k) for convT (torch layouts)
-    bias: np.ndarray    # (Cout,), at scale 2^(e_in + e_w[c])
+    bias: np.ndarray    # (Cout,), at scale 2^(e_in + e_w[c]), plus the rounding offset 2^(-k-1)
     e_in: int
     e_w: np.ndarray     # (Cout,)
     e_out: np.ndarray   # (Cout,)
@@ -49,18 +50,21 @@ class IntLayer:
         return self.bias.shape[0]
 
     def rescale_factors(self) -> np.ndarray:
-        """Per-channel power of two 2^(e_out - e_in - e_w), float64 (exact)."""
+        """Per-channel power of two 2^k = 2^(e_out - e_in - e_w) (k < 0), float64 (exact)."""
         return np.ldexp(1.0, (self.e_out - self.e_in - self.e_w).astype(np.int64))
 
 
-def _weight_exponents(w: np.ndarray, b: np.ndarray, out_axis: int, x_max: float, e_in: int) -> np.ndarray:
-    """Per-output-channel exponent e_w: the largest with x_max * sum|W_int| + |B_int| < 2^24, |W_int| < 2^14."""
+def _weight_exponents(w: np.ndarray, b: np.ndarray, out_axis: int, x_max: float, e_in: int, e_out) -> np.ndarray:
+    """Per-output-channel exponent e_w: the largest with x_max * sum|W_int| + |B_int| < 2^23, |W_int| < 2^14 and
+    rescale shift k = e_out - e_in - e_w in [MIN_SHIFT, -1]."""
     axes = tuple(i for i in range(w.ndim) if i != out_axis)
     wsum = np.abs(w).sum(axis=axes)
     wmax = np.maximum(np.abs(w).max(axis=axes), 1e-30)
     budget = (1 << EXACT_BITS) - 1
     worst = np.maximum(x_max * wsum + np.abs(b) * 2.0 ** e_in, 1e-30)
+    e_out = np.asarray(e_out, np.int64)
     e_w = np.minimum(np.floor(np.log2(budget / worst)), WEIGHT_BITS - 1 - np.ceil(np.log2(wmax))).astype(np.int64)
+    e_w = np.clip(e_w, e_out - e_in + 1, e_out - e_in - MIN_SHIFT)
     shape = [1] * w.ndim
     shape[out_axis] = -1
     while True:  # rounding can push the sum over the budget: step down until it fits
@@ -69,6 +73,8 @@ def _weight_exponents(w: np.ndarray, b: np.ndarray, out_axis: int, x_max: float,
         over = x_max * np.abs(w_int).sum(axis=axes) + np.abs(b_int) > budget
         if not over.any():
             return e_w
+        if np.any(e_w[over] <= e_out[over] - e_in + 1):
+            raise ValueError("a layer cannot meet the float32 exactness budget; lower its activation bits")
         e_w = e_w - over
 
 
@@ -87,13 +93,15 @@ def convert_layer(conv: nn.Module, e_in: int, x_max: float, e_out, lo, hi, scale
     if scale is not None:
         w = w * np.asarray(scale).reshape(shape)
         b = b * scale + shift
-    e_w = _weight_exponents(w, b, out_axis, x_max, e_in)
-    w_int = np.rint(w * np.ldexp(1.0, e_w).reshape(shape))
-    b_int = np.rint(b * np.ldexp(1.0, e_in + e_w))
     cout = b.shape[0]
     full = lambda v: np.broadcast_to(np.asarray(v, np.int64), (cout,)).copy()  # noqa: E731
+    e_out = full(e_out)
+    e_w = _weight_exponents(w, b, out_axis, x_max, e_in, e_out)
+    w_int = np.rint(w * np.ldexp(1.0, e_w).reshape(shape))
+    shift = e_out - e_in - e_w                                     # k in [MIN_SHIFT, -1]
+    b_int = np.rint(b * np.ldexp(1.0, e_in + e_w)) + np.ldexp(1.0, -shift - 1)  # + rounding offset
     return IntLayer("convT" if is_t else "conv", conv.stride[0], conv.padding[0], w_int, b_int,
-                    int(e_in), e_w, full(e_out), full(lo), full(hi))
+                    int(e_in), e_w, e_out, full(lo), full(hi))
 
 
 def activation_exponent(max_value: float) -> int:
@@ -139,12 +147,13 @@ class TorchIntNet:
     def __init__(self, layers: list[IntLayer], device: str = "cpu"):
         self.layers = layers
         self.device = torch.device(device)
-        as_t = lambda a, dt: torch.as_tensor(np.asarray(a), dtype=dt, device=self.device)  # noqa: E731
-        self._w = [as_t(l.weight, torch.float32) for l in layers]
-        self._b = [as_t(l.bias, torch.float32) for l in layers]
-        self._f = [as_t(l.rescale_factors(), torch.float64).view(1, -1, 1, 1) for l in layers]
-        self._lo = [as_t(l.lo, torch.float64).view(1, -1, 1, 1) for l in layers]
-        self._hi = [as_t(l.hi, torch.float64).view(1, -1, 1, 1) for l in layers]
+        as_t = lambda a, shape=(-1,): torch.as_tensor(np.asarray(a), dtype=torch.float32,  # noqa: E731
+                                                      device=self.device).view(*shape)
+        self._w = [as_t(l.weight, l.weight.shape) for l in layers]
+        self._b = [as_t(l.bias) for l in layers]
+        self._f = [as_t(l.rescale_factors(), (1, -1, 1, 1)) for l in layers]
+        self._lo = [as_t(l.lo, (1, -1, 1, 1)) for l in layers]
+        self._hi = [as_t(l.hi, (1, -1, 1, 1)) for l in layers]
 
     @torch.no_grad()
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -157,11 +166,8 @@ class TorchIntNet:
             h = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32), device=self.device)
             for i, layer in enumerate(self.layers):
                 conv = F.conv2d if layer.op == "conv" else F.conv_transpose2d
-                acc = conv(h, self._w[i], self._b[i], stride=layer.stride, padding=layer.padding).double()
-                y = torch.floor(acc * self._f[i] + 0.5)
-                h = torch.minimum(torch.maximum(y, self._lo[i]), self._hi[i])
-                if i + 1 < len(self.layers):
-                    h = h.float()
+                acc = conv(h, self._w[i], self._b[i], stride=layer.stride, padding=layer.padding)
+                h = torch.clamp(torch.floor(acc.mul_(self._f[i])), self._lo[i], self._hi[i])
             return h.cpu().numpy().astype(np.int64)
         finally:
             if self.device.type == "cuda":
@@ -196,7 +202,7 @@ def forward_numpy(layers: list[IntLayer], x: np.ndarray) -> np.ndarray:
         else:
             acc = _conv_transpose_numpy(h, layer.weight, layer.stride, layer.padding)
         acc = acc + layer.bias.reshape(1, -1, 1, 1)
-        y = np.floor(acc * layer.rescale_factors().reshape(1, -1, 1, 1) + 0.5)
+        y = np.floor(acc * layer.rescale_factors().reshape(1, -1, 1, 1))
         h = np.minimum(np.maximum(y, layer.lo.reshape(1, -1, 1, 1)), layer.hi.reshape(1, -1, 1, 1))
     return h.astype(np.int64)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-# Discretized-logistic parameter bounds, in pixel units (0..255 scale).
-MEAN_MIN, MEAN_MAX = -32.0, 287.0
+# Discretized-logistic parameter bounds, in pixel units (0..255 scale). The mean range is wide enough that a trained
+# model never reaches it (the loss saturates long before), so the mean is effectively linear and never stuck.
+MEAN_MIN, MEAN_MAX = -4096.0, 4351.0
 # log-scale is stored by the integer path as round(64 * log s); these bounds are multiples of 1/64.
 LOG_SCALE_MIN, LOG_SCALE_MAX = -250 / 64, 340 / 64
 # Mixture logits and Bernoulli logits are clamped to this range (nats) in both paths.
@@ -23,14 +24,14 @@ LOGIT_BOUND = 16.0
 def split_mixture_params(raw: torch.Tensor, components: int):
     """Split decoder output (B, 3K, H, W) into (logits, means, log_scales), each (B, K, H, W).
 
-    Means and log-scales are *smoothly* bounded: mean = MEAN_MIN + (MEAN_MAX - MEAN_MIN) σ(raw), and likewise
-    the log-scale, so the float model trains on exactly the family the integer coder represents (it evaluates the
-    same σ from a fixed table). Measured alternatives: a hard clamp froze every mean at its lower bound (zero
-    gradient) and the posterior collapsed; a straight-through clamp let the raw outputs drift to -600.
+    mean = 127.5 + 127.5 raw pixels (linear; clamped only at the far bounds), log-scale smoothly bounded:
+    LOG_SCALE_MIN + (LOG_SCALE_MAX - LOG_SCALE_MIN) σ(raw), as the integer coder computes it from a fixed table.
+    Measured on 8-bit MNIST: means clamped to [-32, 287] (hard, straight-through, or through a sigmoid) all
+    saturated early — 80% of pixels are 0, so every mean is first pushed down — and the posterior collapsed.
     """
     logits, mean_raw, log_scale_raw = raw.split(components, dim=1)
     logits = logits.clamp(-LOGIT_BOUND, LOGIT_BOUND)
-    means = MEAN_MIN + (MEAN_MAX - MEAN_MIN) * torch.sigmoid(mean_raw)
+    means = (127.5 + 127.5 * mean_raw).clamp(MEAN_MIN, MEAN_MAX)
     log_scales = LOG_SCALE_MIN + (LOG_SCALE_MAX - LOG_SCALE_MIN) * torch.sigmoid(log_scale_raw)
     return logits, means, log_scales
 

@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--hardware", required=True)
     p.add_argument("--nll-samples", type=int, default=100)
     p.add_argument("--nll-items", type=int, default=1000)
+    p.add_argument("--note", default="", help="extra training facts for the card (e.g. resumed runs)")
     a = p.parse_args()
     train_set, test_set = SETS[a.name]
     train, test = load_dataset(train_set), load_dataset(test_set)
@@ -67,7 +68,8 @@ def main() -> None:
         f"- **Data**: {train_set} ({len(train):,} items) from ../shared/data; evaluated on {test_set} ({len(test):,})",
         f"- **Training**: ELBO (analytic KL, one sample), Adam lr {card.get('lr')}, batch {card.get('batch_size')}, "
         f"{card.get('epochs')} epochs, {card.get('minutes')} minutes wall, seed {card.get('seed')}, "
-        f"KL warm-up {card.get('kl_warmup_steps', 0)} steps",
+        f"KL warm-up {card.get('kl_warmup_steps', 'n/a')} steps, {card.get('torch_threads', 'n/a')} torch threads"
+        + (f"; {a.note}" if a.note else ""),
         f"- **Hardware**: {a.hardware}",
         f"- **Coding**: integer-exact networks (float32 convolutions within the 2^24 exactness budget), "
         f"coder settings `{json.dumps(model.coder_settings, sort_keys=True)}`",
