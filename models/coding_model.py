@@ -1,6 +1,7 @@
 """The shipped VAEs as bbans coding models (see ``bbans.protocol``): integer-exact codecs plus float evaluation.
 
-Shapes: data uint8 (B, 28, 28); latents int32 (B, L*7*7) bin indices, z = index * 2^-8, bins -2048..2047.
+Shapes: data uint8 (B, 28, 28); latents int32 (B, L*7*7) bin indices, z = index * 2^-b on [-8, 8), with the bin
+exponent b from the model file's coder settings.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from bbans.codecs import QuantizedGaussian
 from bbans.errors import ModelError
 from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
-from .export import FORMAT, LATENT_BIN_EXPONENT, LATENT_HALF_BINS, MU_EXPONENT
+from .export import FORMAT, MU_EXPONENT
 from .integer_net import TorchIntNet, forward_numpy, layers_from_tensors
 from .vae import ConvVAE, VAEConfig
 
@@ -68,6 +69,8 @@ class VAECodingModel:
         self.name = meta["name"]
         self.config = VAEConfig(**json.loads(meta["config"]))
         self.coder_settings = json.loads(meta["coder_settings"])
+        self._bin_exp = int(self.coder_settings["latent_bin_exponent"])
+        self._half = int(self.coder_settings["latent_bins"]) // 2
         self.card = json.loads(meta.get("card", "{}"))
         layout = json.loads(meta["int_layers"])
         self._enc_layers = layers_from_tensors("int.enc", tensors, layout["enc"])
@@ -96,18 +99,17 @@ class VAECodingModel:
         lc = self.config.latent_channels
         mu_int = out[:, :lc].reshape(len(out), -1)
         s_int = out[:, lc:].reshape(len(out), -1)
-        mean = mu_int.astype(np.float64) / (1 << (MU_EXPONENT - LATENT_BIN_EXPONENT))
-        std = tables.sigma_table()[s_int - tables.LOG_SIGMA_MIN] * float(1 << LATENT_BIN_EXPONENT)
+        mean = mu_int.astype(np.float64) / (1 << (MU_EXPONENT - self._bin_exp))
+        std = tables.sigma_table()[s_int - tables.LOG_SIGMA_MIN] * float(1 << self._bin_exp)
         return mean, std
 
     def posterior(self, x: np.ndarray) -> QuantizedGaussian:
         mean, std = self.posterior_params(x)
-        return QuantizedGaussian(mean, std, -LATENT_HALF_BINS, LATENT_HALF_BINS - 1)
+        return QuantizedGaussian(mean, std, -self._half, self._half - 1)
 
     def prior(self, batch: int) -> QuantizedGaussian:
         shape = (batch, self.latent_size)
-        return QuantizedGaussian(np.zeros(shape), np.full(shape, float(1 << LATENT_BIN_EXPONENT)),
-                                 -LATENT_HALF_BINS, LATENT_HALF_BINS - 1)
+        return QuantizedGaussian(np.zeros(shape), np.full(shape, float(1 << self._bin_exp)), -self._half, self._half - 1)
 
     def likelihood_params(self, z: np.ndarray) -> np.ndarray:
         """z int (B, latent_size) -> integer decoder output (B, C, 28, 28)."""
