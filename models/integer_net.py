@@ -54,11 +54,25 @@ class IntLayer:
         return np.ldexp(1.0, (self.e_out - self.e_in - self.e_w).astype(np.int64))
 
 
-def _weight_exponents(w: np.ndarray, b: np.ndarray, out_axis: int, x_max: float, e_in: int, e_out) -> np.ndarray:
-    """Per-output-channel exponent e_w: the largest with x_max * sum|W_int| + |B_int| < 2^23, |W_int| < 2^14 and
-    rescale shift k = e_out - e_in - e_w in [MIN_SHIFT, -1]."""
+def channel_abs_sums(w: np.ndarray, transposed: bool, stride: int) -> np.ndarray:
+    """Per output channel, the largest sum of |weights| that one output value accumulates.
+
+    A conv's interior outputs use every tap. A transposed conv with stride s feeds each output from one phase of
+    the kernel only (taps t with t = r mod s), so its bound is the largest phase sum, s^2 times smaller."""
+    if not transposed:
+        return np.abs(w).sum(axis=(1, 2, 3))
+    a = np.abs(w)  # (Cin, Cout, k, k)
+    return np.max([a[:, :, ry::stride, rx::stride].sum(axis=(0, 2, 3))
+                   for ry in range(stride) for rx in range(stride)], axis=0)
+
+
+def _weight_exponents(w: np.ndarray, b: np.ndarray, transposed: bool, stride: int, x_max: float, e_in: int,
+                      e_out) -> np.ndarray:
+    """Per-output-channel exponent e_w: the largest with x_max * (accumulated sum|W_int|) + |B_int| < 2^23,
+    |W_int| < 2^14 and rescale shift k = e_out - e_in - e_w in [MIN_SHIFT, -1]."""
+    out_axis = 1 if transposed else 0
     axes = tuple(i for i in range(w.ndim) if i != out_axis)
-    wsum = np.abs(w).sum(axis=axes)
+    wsum = channel_abs_sums(w, transposed, stride)
     wmax = np.maximum(np.abs(w).max(axis=axes), 1e-30)
     budget = (1 << EXACT_BITS) - 1
     worst = np.maximum(x_max * wsum + np.abs(b) * 2.0 ** e_in, 1e-30)
@@ -70,7 +84,7 @@ def _weight_exponents(w: np.ndarray, b: np.ndarray, out_axis: int, x_max: float,
     while True:  # rounding can push the sum over the budget: step down until it fits
         w_int = np.rint(w * np.ldexp(1.0, e_w).reshape(shape))
         b_int = np.rint(b * np.ldexp(1.0, e_in + e_w))
-        over = x_max * np.abs(w_int).sum(axis=axes) + np.abs(b_int) > budget
+        over = x_max * channel_abs_sums(w_int, transposed, stride) + np.abs(b_int) > budget
         if not over.any():
             return e_w
         if np.any(e_w[over] <= e_out[over] - e_in + 1):
@@ -96,7 +110,7 @@ def convert_layer(conv: nn.Module, e_in: int, x_max: float, e_out, lo, hi, scale
     cout = b.shape[0]
     full = lambda v: np.broadcast_to(np.asarray(v, np.int64), (cout,)).copy()  # noqa: E731
     e_out = full(e_out)
-    e_w = _weight_exponents(w, b, out_axis, x_max, e_in, e_out)
+    e_w = _weight_exponents(w, b, is_t, conv.stride[0], x_max, e_in, e_out)
     w_int = np.rint(w * np.ldexp(1.0, e_w).reshape(shape))
     shift = e_out - e_in - e_w                                     # k in [MIN_SHIFT, -1]
     b_int = np.rint(b * np.ldexp(1.0, e_in + e_w)) + np.ldexp(1.0, -shift - 1)  # + rounding offset

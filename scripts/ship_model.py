@@ -33,12 +33,14 @@ def main() -> None:
     p.add_argument("--nll-samples", type=int, default=100)
     p.add_argument("--nll-items", type=int, default=1000)
     p.add_argument("--note", default="", help="extra training facts for the card (e.g. resumed runs)")
+    p.add_argument("--bin-exponent", type=int, default=5, help="latent bin width 2^-b (coder setting)")
     a = p.parse_args()
     train_set, test_set = SETS[a.name]
     train, test = load_dataset(train_set), load_dataset(test_set)
     calib = train[np.sort(np.random.default_rng(0).choice(len(train), 2000, replace=False))]
     out = WEIGHTS / f"{a.name}.safetensors"
-    export(a.checkpoint, out, calib, a.name, card={"dataset": train_set, "hardware": a.hardware})
+    export(a.checkpoint, out, calib, a.name, card={"dataset": train_set, "hardware": a.hardware},
+           bin_exponent=a.bin_exponent)
     model = VAECodingModel(out)
     t = time.time()
     neg_elbo = float(model.neg_elbo_bits(test).sum()) / test.size
