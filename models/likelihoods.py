@@ -4,21 +4,22 @@ Both functions return log p(x | params) summed over all data dimensions of each 
 They score exactly the distributions the coder pushes (``bbans.codecs``): for 8-bit data a mixture of
 discretized logistics over {0..255} whose edge bins 0 and 255 take the tails; for binary data a Bernoulli.
 
-The parameter ranges below are shared with the integer coding path (``bbans_models.integer_net``), which clamps
-to the same bounds, so the float model trains on the distribution family the coder can represent.
+The parameter ranges below come from the integer coding path (``bbans.tables``), which clamps to the same bounds,
+so the float model trains on the distribution family the coder can represent.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-# Discretized-logistic parameter bounds, in pixel units (0..255 scale). The mean range is wide enough that a trained
+from bbans import tables
+
+# Parameter bounds, in real units, derived from the integer coder's fixed-point ranges (``bbans.tables``) so the
+# float model trains on exactly the family the coder represents. The mean range is wide enough that a trained
 # model never reaches it (the loss saturates long before), so the mean is effectively linear and never stuck.
-MEAN_MIN, MEAN_MAX = -4096.0, 4351.0
-# log-scale is stored by the integer path as round(64 * log s); these bounds are multiples of 1/64.
-LOG_SCALE_MIN, LOG_SCALE_MAX = -250 / 64, 340 / 64
-# Mixture logits and Bernoulli logits are clamped to this range (nats) in both paths.
-LOGIT_BOUND = 16.0
+MEAN_MIN, MEAN_MAX = tables.MEAN_MIN / 16, tables.MEAN_MAX / 16                      # pixels
+LOG_SCALE_MIN, LOG_SCALE_MAX = tables.LOG_SCALE_MIN / 64, tables.LOG_SCALE_MAX / 64  # natural log of pixels
+LOGIT_BOUND = tables.LOGIT_MAX / 32  # mixture and Bernoulli logits are clamped to +-16 nats in both paths
 
 
 def split_mixture_params(raw: torch.Tensor, components: int):

@@ -6,7 +6,6 @@ state) are written after every epoch so a run can be stopped and resumed with ``
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 

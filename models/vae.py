@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from bbans import tables
 
 from .likelihoods import bernoulli_log_prob, logistic_mixture_log_prob
 
-# Posterior log-sigma bounds (natural log); the integer path stores round(64 * log sigma).
-LOG_SIGMA_MIN, LOG_SIGMA_MAX = -6.0, 1.5
+# Posterior log-sigma bounds (natural log), from the integer path, which stores round(64 * log sigma).
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = tables.LOG_SIGMA_MIN / 64, tables.LOG_SIGMA_MAX / 64
 
 
 @dataclass
