@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from bbans import tables
-from bbans.codecs import QuantizedGaussian
+from bbans.gaussian import DiscretizedGaussian
 from bbans.errors import ModelError
 from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
@@ -93,23 +93,27 @@ class VAECodingModel:
         self.latent_size = int(np.prod(self.latent_shape))
 
     # ---- coding (integer-exact) ----------------------------------------------------------------------------
-    def posterior_params(self, x: np.ndarray):
-        """x uint8 (B,28,28) -> (mean, std) float64 (B, latent_size) in bin units."""
+    def posterior_ints(self, x: np.ndarray):
+        """x uint8 (B,28,28) -> (mean in 2^-12 latent units, log-sigma index S), int64 (B, latent_size)."""
         out = self._enc(np.asarray(x).reshape(-1, 1, *self.data_shape))
         lc = self.config.latent_channels
-        mu_int = out[:, :lc].reshape(len(out), -1)
-        s_int = out[:, lc:].reshape(len(out), -1)
+        return out[:, :lc].reshape(len(out), -1), out[:, lc:].reshape(len(out), -1)
+
+    def posterior_params(self, x: np.ndarray):
+        """x uint8 (B,28,28) -> (mean, std) float64 (B, latent_size) in bin units (for inspection)."""
+        mu_int, s_int = self.posterior_ints(x)
         mean = mu_int.astype(np.float64) / (1 << (MU_EXPONENT - self._bin_exp))
         std = tables.sigma_table()[s_int - tables.LOG_SIGMA_MIN] * float(1 << self._bin_exp)
         return mean, std
 
-    def posterior(self, x: np.ndarray) -> QuantizedGaussian:
-        mean, std = self.posterior_params(x)
-        return QuantizedGaussian(mean, std, -self._half, self._half - 1)
+    def posterior(self, x: np.ndarray) -> DiscretizedGaussian:
+        mu_int, s_int = self.posterior_ints(x)
+        return DiscretizedGaussian(mu_int, s_int, self._bin_exp, MU_EXPONENT - self._bin_exp)
 
-    def prior(self, batch: int) -> QuantizedGaussian:
-        shape = (batch, self.latent_size)
-        return QuantizedGaussian(np.zeros(shape), np.full(shape, float(1 << self._bin_exp)), -self._half, self._half - 1)
+    def prior(self, batch: int) -> DiscretizedGaussian:
+        """N(0, I): mean 0, log-sigma index 0."""
+        return DiscretizedGaussian(np.zeros((batch, self.latent_size), np.int64), 0, self._bin_exp,
+                                   MU_EXPONENT - self._bin_exp)
 
     def likelihood_params(self, z: np.ndarray) -> np.ndarray:
         """z int (B, latent_size) -> integer decoder output (B, C, 28, 28)."""

@@ -16,12 +16,12 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY = {
     "mnist": (
         "mnist.safetensors",
-        "3c903d92edcce57021059156f007047ada82eeaf1c2d7e5fde04580f78114df7",
+        "8512afa29424f1475cba29759b0856401d3bc65c7284750cbb71092021e2aeeb",
         "8-bit 28x28 grey (MNIST): conv VAE, 8x7x7 latents, mixture of 5 discretized logistics",
     ),
     "binarized-mnist": (
         "binarized-mnist.safetensors",
-        "c4c920f133290429bbfcafcdab1676b960dcd8dd01a1caae32f54be06e9679a4",
+        "00f71bbb0374dcd5939c164f3389dc3d3297ead9ed5ddfcc53d781f2db91bb4f",
         "binary 28x28 (binarized MNIST): conv VAE, 8x7x7 latents, Bernoulli pixels",
     ),
 }

@@ -27,6 +27,8 @@ def test_tables_are_pinned():
         tables.inv_scale_table: "3d4c241b0a1414dea09e8005e38da484bc9692e2ba7e62239dcf8aa2e7edf185",
         tables.mix_weight_table: "dac5574957c2dbd6fd2d9efa6249ca52b2b14a7866f4f20e2b7560f512393437",
         tables.sigma_table: "060a2fc327477e5c04e50aba115b1ab6e14259522e8a75a4b9d4747d50ece2b4",
+        tables.normal_cdf_table: "f282d058a183c0645180635bdeb2fa00de9c06d2173352ff83667c17602488a6",
+        tables.inv_sigma_table: "5a552d98ba60e1e012ab4e09d8bd8f56a3f378374f2b0498464ff01b0d04b3ec",
     }
     for fn, digest in pinned.items():
         arr = fn()

@@ -1,0 +1,61 @@
+"""Integer-exact discretized Gaussians over latent bins, for posteriors q(z|x) and the N(0, I) prior.
+
+Latent symbols are bin indices i in [-H, H) (H = 8 * 2^b): bin i covers [(i - 1/2) 2^-b, (i + 1/2) 2^-b) in latent
+units; the two end bins take the tails. A distribution is given by its mean in units of 2^-u bins (an integer) and
+its log-std index S (σ = exp(S/64) latent units, ``bbans.tables``). Its CDF at a bin edge is 2^30 Φ(t), linearly
+interpolated (in integers) in the fixed normal-CDF table of step 1/1024, so every machine builds identical tables
+(unlike a float erf) and a bin spanning few table steps still gets its mass to ~1e-6.
+Coded in two stages (``bbans.twostage``): (2H/16)-way coarse bins, then 16-way fine bins.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import tables
+from .errors import BBANSError
+from .twostage import TwoStageCodec, table_cdf
+
+
+class DiscretizedGaussian(TwoStageCodec):
+    """Codec over int latent bin indices of ``shape`` in [-H, H), H = 8 * 2^bin_exponent.
+
+    ``mean``: int array of ``shape``, in units of 2^-mean_fraction_bits bins; ``log_sigma``: int array (or scalar)
+    broadcastable to ``shape``, σ = exp(log_sigma / 64) latent units.
+    """
+
+    def __init__(self, mean: np.ndarray, log_sigma, bin_exponent: int, mean_fraction_bits: int):
+        mean = np.asarray(mean, np.int64)
+        self.shape = mean.shape
+        self.half = 8 << bin_exponent
+        self.n_symbols = 2 * self.half
+        self._u = int(mean_fraction_bits)
+        if not (0 <= bin_exponent <= 10 and 1 <= self._u <= 16):
+            raise BBANSError("latent bin exponent or mean precision out of range")
+        self._shift = 6 + self._u + bin_exponent  # t * 1024 = D * INV_SIGMA / 2^shift
+        lim = (self.half + 1) << self._u
+        self._mean = np.clip(mean.reshape(-1), -lim, lim)[:, None]
+        self.rows = self._mean.shape[0]
+        s = np.broadcast_to(np.asarray(log_sigma, np.int64), self.shape).reshape(-1)
+        s = np.clip(s, tables.LOG_SIGMA_MIN, tables.LOG_SIGMA_MAX)
+        self._inv_sigma = tables.inv_sigma_table()[s - tables.LOG_SIGMA_MIN][:, None]
+
+    def _edge_cdf(self, edge_j, a, b):
+        """Edge j sits at bin index j - H - 1/2, i.e. (j - H) 2^u - 2^(u-1) in mean units."""
+        d = ((edge_j - self.half) << self._u) - (1 << (self._u - 1)) - self._mean[a:b]
+        return table_cdf(tables.normal_cdf_table(), (d * self._inv_sigma[a:b])[:, None, :], self._shift, interpolate=True)
+
+    def _symbols(self, latents) -> np.ndarray:
+        z = np.asarray(latents)
+        if z.shape != tuple(self.shape):
+            raise BBANSError(f"codec expected latents of shape {tuple(self.shape)}, got {z.shape}")
+        return self._check(z.reshape(-1).astype(np.int64) + self.half)
+
+    def push(self, coder, symbols):
+        self._push_symbols(coder, self._symbols(symbols))
+
+    def pop(self, coder):
+        return (self._pop_symbols(coder) - self.half).astype(np.int32).reshape(self.shape)
+
+    def log2_prob(self, symbols) -> np.ndarray:
+        """-log2 of the (unquantized) table probability of each latent, bits, shape ``shape``."""
+        return self._log2_prob(self._symbols(symbols)).reshape(self.shape)

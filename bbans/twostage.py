@@ -1,0 +1,132 @@
+"""Two-stage integer-exact coding of symbols 0..n-1 (n a multiple of 16) under a mixture of discretized CDFs.
+
+A symbol s is coded as its coarse part ``s >> 4`` under an (n/16)-way categorical, then its fine part ``s & 15``
+under the 16-way categorical of that coarse bin. The two stages factor the distribution exactly; each needs the
+CDF at (n/16 + 1) and 17 edges per component instead of n + 1, and small categoricals code much faster.
+
+Subclasses give the components' CDF at bin edges (``_edge_cdf``, 2^30-scaled int64; edge j lies between symbols
+j-1 and j) and optional integer mixture weights. Every step is integer arithmetic on fixed tables, so encoder and
+decoder build identical tables on any machine. Edges at or beyond the ends are moved to ±``INF_EDGE``, where each
+subclass's CDF saturates to exactly 0 or 2^30: the first and last symbols take the tails.
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
+import numpy as np
+
+from . import tables
+from .codecs import Categorical, Codec
+from .errors import BBANSError
+
+INF_EDGE = 1 << 20
+_FINE_OFFSETS = np.arange(0, 17, dtype=np.int64)
+_CHUNK = 2048  # rows per vectorized block: keeps the (P, K, E) int64 temporaries in cache (3x faster than 8k)
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    """Worker threads for table construction (numpy releases the GIL); chunks are independent, so the result
+    does not depend on the number of threads. ``BBANS_THREADS`` overrides the count."""
+    n = int(os.environ.get("BBANS_THREADS", "0")) or min(4, os.cpu_count() or 1)
+    return ThreadPoolExecutor(max_workers=n, thread_name_prefix="bbans-tables")
+
+
+def _stage_weights(cdf: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Unnormalized mixture mass between consecutive edges, (P, E-1) float32, from the CDF (P, K, E).
+
+    Each row is shifted right so its total stays below 2^22 and floored at 1: the values are then exact in
+    float32 and within the dynamic range constriction's lazy categorical quantizes safely (a row mixing 1 and
+    2^46 makes it panic).
+    """
+    mass = cdf[:, :, 1:] - cdf[:, :, :-1]
+    if weights is None:
+        total = mass[:, 0, :]
+    else:
+        total = mass[:, 0, :] * weights[:, 0, None]
+        for k in range(1, weights.shape[1]):
+            total += mass[:, k, :] * weights[:, k, None]
+    _, exponent = np.frexp(total.sum(axis=1).astype(np.float64))  # exact: row sums < 2^53
+    shift = np.maximum(exponent - 22, 0).astype(np.int64)
+    return (np.right_shift(total, shift[:, None]) + 1).astype(np.float32)
+
+
+class TwoStageCodec(Codec):
+    """Base codec over symbols 0..n_symbols-1 with ``rows`` independent elements (flattened ``shape``)."""
+
+    n_symbols: int
+    rows: int
+    _weights: np.ndarray | None = None
+
+    def _edge_cdf(self, edge_j: np.ndarray, a: int, b: int) -> np.ndarray:
+        """2^30 x CDF of rows a..b-1 at edges ``edge_j`` (b-a, E): returns (b-a, K, E) int64."""
+        raise NotImplementedError
+
+    def _tables(self, coarse: np.ndarray | None) -> np.ndarray:
+        """Coarse-stage weights (rows, n/16) if ``coarse`` is None, else fine weights (rows, 16) within it."""
+        n, top = self.rows, self.n_symbols
+        width = top // 16 if coarse is None else 16
+        out = np.empty((n, width), np.float32)
+        coarse_edges = np.arange(0, top + 1, 16, dtype=np.int64)
+
+        def fill(a: int) -> None:
+            b = min(a + _CHUNK, n)
+            if coarse is None:
+                edges = np.broadcast_to(coarse_edges, (b - a, width + 1))
+            else:
+                edges = coarse[a:b, None].astype(np.int64) * 16 + _FINE_OFFSETS
+            edges = np.where(edges <= 0, -INF_EDGE, np.where(edges >= top, INF_EDGE, edges))
+            w = None if self._weights is None else self._weights[a:b]
+            out[a:b] = _stage_weights(self._edge_cdf(edges, a, b), w)
+
+        starts = range(0, n, _CHUNK)
+        if len(starts) > 1:
+            list(_pool().map(fill, starts))
+        elif n:
+            fill(0)
+        return out
+
+    def _check(self, symbols) -> np.ndarray:
+        s = np.asarray(symbols).reshape(-1).astype(np.int64)
+        if s.size != self.rows:
+            raise BBANSError(f"expected {self.rows} symbols, got {s.size}")
+        if s.size and (s.min() < 0 or s.max() >= self.n_symbols):
+            raise BBANSError(f"symbols must lie in 0..{self.n_symbols - 1}")
+        return s
+
+    def _push_symbols(self, coder, s: np.ndarray) -> None:
+        coarse = s >> 4
+        Categorical(self._tables(coarse)).push(coder, s & 15)
+        Categorical(self._tables(None)).push(coder, coarse)
+
+    def _pop_symbols(self, coder) -> np.ndarray:
+        coarse = Categorical(self._tables(None)).pop(coder).astype(np.int64)
+        fine = Categorical(self._tables(coarse)).pop(coder)
+        return coarse * 16 + fine
+
+    def _log2_prob(self, s: np.ndarray) -> np.ndarray:
+        """-log2 of the (unquantized) table probability of each symbol, bits, flat."""
+        ct, ft = self._tables(None).astype(np.float64), self._tables(s >> 4).astype(np.float64)
+        rows = np.arange(s.size)
+        return -np.log2(ct[rows, s >> 4] / ct.sum(1)) - np.log2(ft[rows, s & 15] / ft.sum(1))
+
+
+def table_cdf(table: np.ndarray, numerator: np.ndarray, shift: int, interpolate: bool = False) -> np.ndarray:
+    """Read a 2^30-scaled CDF table (entry i + T is the CDF at t = i/1024) at t = numerator / 2^shift / 1024, int64.
+
+    Without ``interpolate``: the nearest entry. With it: exact integer linear interpolation between entries, for
+    distributions whose bins span few table steps. Arguments beyond the table saturate to its end values.
+    """
+    if not interpolate:
+        idx = np.right_shift(numerator + (1 << (shift - 1)), shift)
+        np.clip(idx, -tables.SIGMOID_HALF, tables.SIGMOID_HALF, out=idx)
+        return table[idx + tables.SIGMOID_HALF]
+    lim = tables.SIGMOID_HALF << shift
+    num = np.clip(numerator, -lim, lim)
+    idx = np.right_shift(num, shift) + tables.SIGMOID_HALF     # floor
+    frac = num & ((1 << shift) - 1)
+    lo = table[idx]
+    hi = table[np.minimum(idx + 1, 2 * tables.SIGMOID_HALF)]
+    return lo + np.right_shift((hi - lo) * frac, shift)
