@@ -9,6 +9,8 @@ Coded in two stages (``bbans.twostage``): (2H/16)-way coarse bins, then 16-way f
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from . import tables
@@ -31,6 +33,7 @@ class DiscretizedGaussian(TwoStageCodec):
         self._u = int(mean_fraction_bits)
         if not (0 <= bin_exponent <= 10 and 1 <= self._u <= 16):
             raise BBANSError("latent bin exponent or mean precision out of range")
+        self._b = int(bin_exponent)
         self._shift = 6 + self._u + bin_exponent  # t * 1024 = D * INV_SIGMA / 2^shift
         lim = (self.half + 1) << self._u
         self._mean = np.clip(mean.reshape(-1), -lim, lim)[:, None]
@@ -59,3 +62,29 @@ class DiscretizedGaussian(TwoStageCodec):
     def log2_prob(self, symbols) -> np.ndarray:
         """-log2 of the (unquantized) table probability of each latent, bits, shape ``shape``."""
         return self._log2_prob(self._symbols(symbols)).reshape(self.shape)
+
+
+@lru_cache(maxsize=8)
+def _standard_tables(bin_exponent: int, mean_fraction_bits: int):
+    """(coarse row, fine rows per coarse value) of N(0, 1): the same for every latent, computed once."""
+    coarse_count = (16 << bin_exponent) // 16
+    g = DiscretizedGaussian(np.zeros(coarse_count, np.int64), 0, bin_exponent, mean_fraction_bits)
+    coarse_row = g._tables(None)[0].copy()
+    fine_rows = g._tables(np.arange(coarse_count, dtype=np.int64))
+    coarse_row.setflags(write=False)
+    fine_rows.setflags(write=False)
+    return coarse_row, fine_rows
+
+
+class StandardGaussian(DiscretizedGaussian):
+    """The N(0, I) prior over latents of ``shape``: identical to DiscretizedGaussian(0, 0, ...) element for element,
+    but its tables are shared by every element and built once per process."""
+
+    def __init__(self, shape: tuple, bin_exponent: int, mean_fraction_bits: int):
+        super().__init__(np.zeros(shape, np.int64), 0, bin_exponent, mean_fraction_bits)
+
+    def _tables(self, coarse):
+        coarse_row, fine_rows = _standard_tables(self._b, self._u)
+        if coarse is None:
+            return np.broadcast_to(coarse_row, (self.rows, coarse_row.size))
+        return fine_rows[coarse]

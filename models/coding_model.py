@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from bbans import tables
-from bbans.gaussian import DiscretizedGaussian
+from bbans.gaussian import DiscretizedGaussian, StandardGaussian
 from bbans.errors import ModelError
 from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
@@ -110,10 +110,9 @@ class VAECodingModel:
         mu_int, s_int = self.posterior_ints(x)
         return DiscretizedGaussian(mu_int, s_int, self._bin_exp, MU_EXPONENT - self._bin_exp)
 
-    def prior(self, batch: int) -> DiscretizedGaussian:
-        """N(0, I): mean 0, log-sigma index 0."""
-        return DiscretizedGaussian(np.zeros((batch, self.latent_size), np.int64), 0, self._bin_exp,
-                                   MU_EXPONENT - self._bin_exp)
+    def prior(self, batch: int) -> StandardGaussian:
+        """N(0, I): mean 0, log-sigma index 0, tables shared by all latents."""
+        return StandardGaussian((batch, self.latent_size), self._bin_exp, MU_EXPONENT - self._bin_exp)
 
     def likelihood_params(self, z: np.ndarray) -> np.ndarray:
         """z int (B, latent_size) -> integer decoder output (B, C, 28, 28)."""

@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 from scipy.stats import norm
 
-from bbans.gaussian import DiscretizedGaussian
+from bbans.gaussian import DiscretizedGaussian, StandardGaussian
 
 
 def _coder():
@@ -56,3 +56,14 @@ def test_rate_matches_the_codec_probabilities():
     codec.push(coder, z)
     ideal = codec.log2_prob(z).sum()
     assert abs(coder.num_bits() - ideal) < 0.005 * ideal + 64
+
+
+def test_standard_gaussian_shares_tables_without_changing_the_code():
+    rng = np.random.default_rng(5)
+    z = rng.integers(-256, 256, (30, 7))
+    shared, plain = StandardGaussian((30, 7), 5, 7), DiscretizedGaussian(np.zeros((30, 7), np.int64), 0, 5, 7)
+    c1, c2 = _coder(), _coder()
+    shared.push(c1, z)
+    plain.push(c2, z)
+    assert np.array_equal(c1.get_compressed(), c2.get_compressed())
+    assert np.array_equal(shared.pop(c1), z)
