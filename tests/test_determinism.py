@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import bbans
 from bbans_models.coding_model import VAECodingModel
 
 from tiny_vae import make_tiny_model_file, random_images
+
+from helpers import with_torch_threads
 
 
 @pytest.fixture(scope="module", params=["logistic_mixture", "bernoulli"])
@@ -21,22 +22,13 @@ def setup(request, tmp_path_factory):
     return VAECodingModel(path), VAECodingModel(path, backend="numpy"), random_images(60, request.param, seed=9)
 
 
-def _with_threads(n, fn, *args, **kw):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        return fn(*args, **kw)
-    finally:
-        torch.set_num_threads(before)
-
-
 def test_encode_and_decode_at_1_and_2_threads(setup):
     model, _, data = setup
-    blob1 = _with_threads(1, bbans.compress, data, model, batch_size=16, method="bits-back")
-    blob2 = _with_threads(2, bbans.compress, data, model, batch_size=16, method="bits-back")
+    blob1 = with_torch_threads(1, bbans.compress, data, model, batch_size=16, method="bits-back")
+    blob2 = with_torch_threads(2, bbans.compress, data, model, batch_size=16, method="bits-back")
     assert blob1 == blob2
-    assert np.array_equal(_with_threads(1, bbans.decompress, blob2, model), data)
-    assert np.array_equal(_with_threads(2, bbans.decompress, blob1, model), data)
+    assert np.array_equal(with_torch_threads(1, bbans.decompress, blob2, model), data)
+    assert np.array_equal(with_torch_threads(2, bbans.decompress, blob1, model), data)
 
 
 def test_contiguous_slice_and_copy_give_the_same_archive(setup):

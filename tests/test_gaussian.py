@@ -2,16 +2,13 @@
 and a coded rate equal to its own probabilities."""
 from __future__ import annotations
 
-import constriction
 import numpy as np
 from hypothesis import given, settings, strategies as st
 from scipy.stats import norm
 
 from bbans.gaussian import DiscretizedGaussian, StandardGaussian
 
-
-def _coder():
-    return constriction.stream.stack.AnsCoder()
+from helpers import empty_coder
 
 
 @settings(max_examples=40, deadline=None)
@@ -24,7 +21,7 @@ def test_round_trip_any_parameters(n, b, seed):
     log_sigma = rng.integers(-500, 200, n)                          # beyond the table on purpose
     z = rng.integers(-half, half, n)
     codec = DiscretizedGaussian(mean, log_sigma, b, u)
-    coder = _coder()
+    coder = empty_coder()
     codec.push(coder, z)
     assert np.array_equal(codec.pop(coder), z)
     assert coder.is_empty()
@@ -52,7 +49,7 @@ def test_rate_matches_the_codec_probabilities():
     log_sigma = rng.integers(-250, 30, n)
     z = np.clip(np.rint((mu + np.exp(log_sigma / 64) * rng.normal(size=n)) * 2**b), -256, 255).astype(np.int64)
     codec = DiscretizedGaussian(np.rint(mu * 2**12).astype(np.int64), log_sigma, b, u)
-    coder = _coder()
+    coder = empty_coder()
     codec.push(coder, z)
     ideal = codec.log2_prob(z).sum()
     assert abs(coder.num_bits() - ideal) < 0.005 * ideal + 64
@@ -62,7 +59,7 @@ def test_standard_gaussian_shares_tables_without_changing_the_code():
     rng = np.random.default_rng(5)
     z = rng.integers(-256, 256, (30, 7))
     shared, plain = StandardGaussian((30, 7), 5, 7), DiscretizedGaussian(np.zeros((30, 7), np.int64), 0, 5, 7)
-    c1, c2 = _coder(), _coder()
+    c1, c2 = empty_coder(), empty_coder()
     shared.push(c1, z)
     plain.push(c2, z)
     assert np.array_equal(c1.get_compressed(), c2.get_compressed())

@@ -1,15 +1,12 @@
 """The integer discretized-logistic mixture codec: exact round trips and a rate equal to its own probabilities."""
 from __future__ import annotations
 
-import constriction
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
-
-def _coder():
-    return constriction.stream.stack.AnsCoder()
+from helpers import empty_coder
 
 
 @settings(max_examples=40, deadline=None)
@@ -21,7 +18,7 @@ def test_round_trip_any_parameters(n, k, seed):
     logits = rng.integers(-700, 700, (n, k))
     x = rng.integers(0, 256, n)
     codec = DiscretizedLogisticMixture(means, log_scales, logits)
-    coder = _coder()
+    coder = empty_coder()
     codec.push(coder, x)
     assert np.array_equal(codec.pop(coder), x)
     assert coder.is_empty()
@@ -39,7 +36,7 @@ def test_rate_matches_the_codec_probabilities():
     rows = np.arange(n)
     sample = means[rows, comp] / 16 + np.exp(log_scales[rows, comp] / 64) * np.log(u / (1 - u))
     x = np.clip(np.rint(sample), 0, 255).astype(np.int64)
-    coder = _coder()
+    coder = empty_coder()
     codec.push(coder, x)
     ideal = codec.log2_prob(x).sum()
     assert abs(coder.num_bits() - ideal) < 0.005 * ideal + 64
@@ -64,6 +61,6 @@ def test_bernoulli_from_logits_round_trip():
     logits = rng.integers(-20000, 20000, 1000)
     x = rng.integers(0, 2, 1000)
     codec = bernoulli_from_logits(logits)
-    coder = _coder()
+    coder = empty_coder()
     codec.push(coder, x)
     assert np.array_equal(codec.pop(coder), x)

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 import bbans
 from bbans.registry import load_model
 from bbans_models.coding_model import VAECodingModel
 from bbans_models.datasets import dataset_path, load_dataset
+
+from helpers import with_torch_threads
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,15 +25,6 @@ def _images() -> np.ndarray:
     if dataset_path("mnist-test").exists():
         return load_dataset("mnist-test")[:1000]
     return np.load(ROOT / "samples" / "mnist-test-100.npy")
-
-
-def _threads(n, fn, *args, **kw):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        return fn(*args, **kw)
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +37,9 @@ def test_numpy_reference_and_torch_write_and_read_each_others_archives(models):
     torch_model, numpy_model = models
     x = _images()
     blob_numpy = bbans.compress(x, numpy_model, method="bits-back")
-    blob_torch_1 = _threads(1, bbans.compress, x, torch_model, method="bits-back")
-    blob_torch_2 = _threads(2, bbans.compress, x, torch_model, method="bits-back")
+    blob_torch_1 = with_torch_threads(1, bbans.compress, x, torch_model, method="bits-back")
+    blob_torch_2 = with_torch_threads(2, bbans.compress, x, torch_model, method="bits-back")
     assert blob_numpy == blob_torch_1 == blob_torch_2
-    assert np.array_equal(_threads(1, bbans.decompress, blob_numpy, torch_model), x)
-    assert np.array_equal(_threads(2, bbans.decompress, blob_numpy, torch_model), x)
+    assert np.array_equal(with_torch_threads(1, bbans.decompress, blob_numpy, torch_model), x)
+    assert np.array_equal(with_torch_threads(2, bbans.decompress, blob_numpy, torch_model), x)
     assert np.array_equal(bbans.decompress(blob_torch_2, numpy_model), x)
