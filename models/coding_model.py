@@ -43,8 +43,8 @@ def _bounded(raw: np.ndarray, lo: int, hi: int) -> np.ndarray:
 class VAECodingModel:
     """A ConvVAE weights file (format ``bbans-vae-1``) as a coding model.
 
-    ``backend`` is "torch" (default, float64 torch ops on ``device``) or "numpy" (the reference); both give the
-    same integers, so archives written with one decode with the other.
+    ``backend`` is "torch" (default, float32 torch convolutions on ``device``, exact under the 2^24 budget) or
+    "numpy" (the reference); both give the same integers, so archives written with one decode with the other.
     """
 
     def __init__(self, path: Path, backend: str = "torch", device: str = "cpu", expected_sha256: str | None = None):
@@ -70,7 +70,6 @@ class VAECodingModel:
         self.config = VAEConfig(**json.loads(meta["config"]))
         self.coder_settings = json.loads(meta["coder_settings"])
         self._bin_exp = int(self.coder_settings["latent_bin_exponent"])
-        self._half = int(self.coder_settings["latent_bins"]) // 2
         self.card = json.loads(meta.get("card", "{}"))
         layout = json.loads(meta["int_layers"])
         self._enc_layers = layers_from_tensors("int.enc", tensors, layout["enc"])
@@ -138,26 +137,24 @@ class VAECodingModel:
         return self._float_model
 
     @torch.no_grad()
-    def neg_elbo_bits(self, x: np.ndarray, seed: int = 0, batch: int = 500) -> np.ndarray:
-        """Single-sample -ELBO (analytic KL) of the float model, bits per item, shape (B,)."""
+    def _per_item_bits(self, x: np.ndarray, nats_fn, seed: int, batch: int) -> np.ndarray:
+        """Apply ``nats_fn`` (uint8 tensor (b,1,H,W) -> nats (b,)) in batches with a fixed seed, leaving torch's
+        global RNG as it was; returns bits per item, float64 (B,)."""
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
-        out = []
-        for i in range(0, len(x), batch):
-            xb = torch.from_numpy(np.array(x[i:i + batch], dtype=np.uint8)).unsqueeze(1)
-            out.append(self.float_model.neg_elbo(xb).double().numpy())
-        torch.random.set_rng_state(gen_state)
+        try:
+            out = [nats_fn(torch.from_numpy(np.array(x[i:i + batch], dtype=np.uint8)).unsqueeze(1)).double().numpy()
+                   for i in range(0, len(x), batch)]
+        finally:
+            torch.random.set_rng_state(gen_state)
         return np.concatenate(out) / np.log(2) if out else np.zeros(0)
 
-    @torch.no_grad()
+    def neg_elbo_bits(self, x: np.ndarray, seed: int = 0, batch: int = 500) -> np.ndarray:
+        """Single-sample -ELBO (analytic KL) of the float model, bits per item, shape (B,)."""
+        return self._per_item_bits(x, self.float_model.neg_elbo, seed, batch)
+
     def iwae_bits(self, x: np.ndarray, k: int = 50, seed: int = 0, batch: int = 200) -> np.ndarray:
         """-log of the k-sample importance estimate of p(x) (seed Eq. 15), bits per item, shape (B,)."""
-        gen_state = torch.random.get_rng_state()
-        torch.manual_seed(seed)
-        out = []
-        for i in range(0, len(x), batch):
-            xb = torch.from_numpy(np.array(x[i:i + batch], dtype=np.uint8)).unsqueeze(1)
-            lw = self.float_model.iwae_log_weights(xb, k).double()
-            out.append((-(torch.logsumexp(lw, 0) - np.log(k))).numpy())
-        torch.random.set_rng_state(gen_state)
-        return np.concatenate(out) / np.log(2) if out else np.zeros(0)
+        def nll(xb):
+            return -(torch.logsumexp(self.float_model.iwae_log_weights(xb, k).double(), 0) - np.log(k))
+        return self._per_item_bits(x, nll, seed, batch)

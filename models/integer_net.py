@@ -11,8 +11,8 @@ any thread count, kernel, memory layout or machine gives the same integers. Resc
 where a real value v is stored as round(v * 2^e). Hidden layers use lo = 0 (ReLU); output heads clamp to the
 parameter ranges of ``bbans.tables``.
 
-Two implementations compute the same integers: ``forward_torch`` (float64 torch ops, fast, CPU or GPU) and
-``forward_numpy`` (the reference, numpy only).
+Two implementations compute the same integers: ``TorchIntNet`` (float32 torch ops, fast, CPU or GPU) and
+``forward_numpy`` (the reference, numpy only, float64).
 """
 from __future__ import annotations
 
@@ -152,7 +152,8 @@ def convert_sequential(seq: nn.Sequential, calib_input: torch.Tensor, e_in: int,
 # Forward passes. Inputs are integer arrays (B, C, H, W); outputs int64 arrays.
 
 class TorchIntNet:
-    """Integer network on torch: float32 convolutions (exact under the 2^24 budget), float64 rescaling.
+    """Integer network on torch, all in float32: convolutions exact under the 2^24 budget, then an exact
+    power-of-two rescale, floor and clamp.
 
     On CUDA, TF32 must stay off (it truncates products); cuDNN may also pick FFT/Winograd algorithms, which are not
     exact, so GPU use needs ``torch.backends.cudnn.enabled = False`` — set here for the duration of each call.
