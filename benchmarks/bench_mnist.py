@@ -21,9 +21,8 @@ import torch
 
 import bbans
 from bbans.registry import load_model
-from bbans_models.datasets import load_dataset
+from bbans_models.datasets import SPLITS, load_dataset
 
-SETS = {"mnist": "mnist-test", "binarized-mnist": "binarized-mnist-test"}
 
 
 def classical_rates(data: np.ndarray, binary: bool) -> dict:
@@ -55,14 +54,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--limit", type=int, default=None, help="first N test images only")
     p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--models", nargs="*", default=list(SETS))
+    p.add_argument("--models", nargs="*", default=list(SPLITS))
     a = p.parse_args()
     print(f"# bbans {getattr(bbans, '__version__', '?')} on {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} torch threads, python {platform.python_version()}")
     for name in a.models:
-        data = load_dataset(SETS[name])[: a.limit]
+        test_set = SPLITS[name][1]
+        data = load_dataset(test_set)[: a.limit]
         r = bench_model(name, data, a.batch_size)
-        print(f"\n## {SETS[name]} ({r['items']} images)")
+        print(f"\n## {test_set} ({r['items']} images)")
         print("| codec | bits/dim | -ELBO | gap | encode s | decode s | round trip |")
         print("|---|---|---|---|---|---|---|")
         print(f"| bbans `{name}` | {r['rate']:.4f} | {r['neg_elbo']:.4f} | {r['gap']:+.2f}% | {r['enc']:.1f} | "

@@ -19,6 +19,18 @@ DATASETS = {
 }
 
 
+# The shipped models' recipes, as plain data (no torch import): the data splits, the VAEConfig fields that differ
+# from its defaults, and the KL warm-up steps (the 8-bit mixture model collapses without a short warm-up).
+SPLITS = {
+    "mnist": ("mnist-train", "mnist-test"),
+    "binarized-mnist": ("binarized-mnist-train", "binarized-mnist-test"),
+}
+RECIPES = {
+    "mnist": {"config": {"likelihood": "logistic_mixture", "components": 5}, "kl_warmup": 200},
+    "binarized-mnist": {"config": {"likelihood": "bernoulli"}, "kl_warmup": 0},
+}
+
+
 def data_root() -> Path:
     """``$BBANS_DATA`` if set, else ``shared/data`` found by walking up from the working directory and this file."""
     env = os.environ.get("BBANS_DATA")

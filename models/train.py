@@ -129,26 +129,24 @@ def train(
 if __name__ == "__main__":  # long runs: python -m bbans_models.train NAME MINUTES OUT
     import argparse
 
-    from .datasets import load_dataset
+    from .datasets import RECIPES, SPLITS, load_dataset
 
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=["mnist", "binarized-mnist"])
+    p.add_argument("kind", choices=sorted(SPLITS))
     p.add_argument("minutes", type=float)
     p.add_argument("out", type=Path)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--latent-channels", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--resume", action="store_true")
-    p.add_argument("--kl-warmup", type=int, default=0, help="steps over which the KL weight rises to 1")
+    p.add_argument("--kl-warmup", type=int, default=None,
+                   help="steps over which the KL weight rises to 1 (default: the shipped recipe's)")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    if a.kind == "mnist":
-        cfg = VAEConfig(likelihood="logistic_mixture", components=5, latent_channels=a.latent_channels)
-        tr, te = load_dataset("mnist-train"), load_dataset("mnist-test")
-    else:
-        cfg = VAEConfig(likelihood="bernoulli", latent_channels=a.latent_channels)
-        tr, te = load_dataset("binarized-mnist-train"), load_dataset("binarized-mnist-test")
-    train(cfg, tr, a.out, minutes=a.minutes, lr=a.lr, resume=a.resume, test_data=te, kl_warmup_steps=a.kl_warmup,
-          log=lambda s: print(s, flush=True))
+    tr, te = (load_dataset(split) for split in SPLITS[a.kind])
+    warmup = RECIPES[a.kind]["kl_warmup"] if a.kl_warmup is None else a.kl_warmup
+    config = VAEConfig(**RECIPES[a.kind]["config"], latent_channels=a.latent_channels)
+    train(config, tr, a.out, minutes=a.minutes, lr=a.lr, resume=a.resume,
+          test_data=te, kl_warmup_steps=warmup, log=lambda s: print(s, flush=True))
     print(f"final test -ELBO {evaluate_neg_elbo(load_float_checkpoint(a.out)[0], te, 'cpu'):.4f}")

@@ -17,17 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from bbans_models.coding_model import VAECodingModel
-from bbans_models.datasets import load_dataset
+from bbans_models.datasets import SPLITS, load_dataset
 from bbans_models.export import export
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "models" / "weights"
-SETS = {"mnist": ("mnist-train", "mnist-test"), "binarized-mnist": ("binarized-mnist-train", "binarized-mnist-test")}
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("name", choices=sorted(SETS))
+    p.add_argument("name", choices=sorted(SPLITS))
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--hardware", required=True)
     p.add_argument("--nll-samples", type=int, default=100)
@@ -35,7 +34,7 @@ def main() -> None:
     p.add_argument("--note", default="", help="extra training facts for the card (e.g. resumed runs)")
     p.add_argument("--bin-exponent", type=int, default=5, help="latent bin width 2^-b (coder setting)")
     a = p.parse_args()
-    train_set, test_set = SETS[a.name]
+    train_set, test_set = SPLITS[a.name]
     train, test = load_dataset(train_set), load_dataset(test_set)
     calib = train[np.sort(np.random.default_rng(0).choice(len(train), 2000, replace=False))]
     out = WEIGHTS / f"{a.name}.safetensors"

@@ -520,6 +520,8 @@ def test_eval_without_optional_methods(tmp_path):
 
 def test_train_orchestrates_training_and_export(tmp_path, monkeypatch):
     """Fake the torch-side modules: checks arguments, file placement and the final load, not learning."""
+    import bbans_models.datasets as real_datasets  # plain data, no torch
+
     calls = {}
 
     def fake_train(config, train_data, out_path, **kw):
@@ -541,6 +543,7 @@ def test_train_orchestrates_training_and_export(tmp_path, monkeypatch):
         "bbans_models.export": types.SimpleNamespace(export=fake_export),
         "bbans_models.vae": types.SimpleNamespace(VAEConfig=Config),
         "bbans_models.datasets": types.SimpleNamespace(
+            SPLITS=real_datasets.SPLITS, RECIPES=real_datasets.RECIPES,
             load_dataset=lambda name: np.zeros((300 if "train" in name else 50, 4, 4), np.uint8)),
     }
     for k, v in fakes.items():

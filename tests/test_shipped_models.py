@@ -13,17 +13,16 @@ from click.testing import CliRunner
 import bbans
 from bbans.registry import load_model
 from bbans_cli.main import cli
-from bbans_models.datasets import dataset_path, load_dataset
+from bbans_models.datasets import SPLITS, dataset_path, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = {"mnist": ROOT / "samples" / "mnist-test-100.npy",
            "binarized-mnist": ROOT / "samples" / "binarized-mnist-test-100.npy"}
-TEST_SETS = {"mnist": "mnist-test", "binarized-mnist": "binarized-mnist-test"}
 
 
 def _real_images(name: str, n: int = 300) -> np.ndarray:
-    if dataset_path(TEST_SETS[name]).exists():
-        data = load_dataset(TEST_SETS[name])
+    if dataset_path(SPLITS[name][1]).exists():
+        data = load_dataset(SPLITS[name][1])
         return data[np.sort(np.random.default_rng(7).choice(len(data), n, replace=False))]
     return np.load(SAMPLES[name])
 
