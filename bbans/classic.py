@@ -6,8 +6,12 @@ decompression is bounded by the size the archive declares, so a damaged payload 
 from __future__ import annotations
 
 import bz2
+import gzip
 import lzma
+import time
 import zlib
+
+import numpy as np
 
 from .errors import ArchiveError
 
@@ -62,4 +66,29 @@ def decompress(method: str, payload: bytes, size: int) -> bytes:
             f"the {method} payload decodes to {len(out)} bytes where the archive declares {size}; "
             "the archive is corrupt"
         )
+    return out
+
+
+# The classical tools at their strongest settings, for comparisons (eval, benchmarks); not archive methods.
+REFERENCE_CODECS = (
+    ("gzip -9", lambda b: gzip.compress(b, 9, mtime=0)),
+    ("bz2 -9", lambda b: bz2.compress(b, 9)),
+    ("xz -9e", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME)),
+)
+
+
+def reference_input(data: np.ndarray) -> tuple[bytes, str]:
+    """The bytes classical tools get for ``data``: binary (0/1) data packed 8 values per byte, else the raw
+    bytes; with a short description."""
+    if data.size and int(data.max()) <= 1:
+        return np.packbits(data.reshape(-1)).tobytes(), "binary data packed 8 values per byte"
+    return data.tobytes(), "raw bytes"
+
+
+def reference_sizes(raw: bytes) -> list[tuple[str, int, float]]:
+    """(name, compressed bytes, seconds) of ``raw`` under each of ``REFERENCE_CODECS``."""
+    out = []
+    for name, fn in REFERENCE_CODECS:
+        t = time.perf_counter()
+        out.append((name, len(fn(raw)), time.perf_counter() - t))
     return out

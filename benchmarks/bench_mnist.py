@@ -5,34 +5,22 @@
 
 For each shipped model: whole-archive bits/dim, the float model's -ELBO on the same images (bits/dim), the gap,
 encode and decode wall time, and a byte-exact check of the round trip. Classical codecs run on the raw bytes
-(binary data packed 8 pixels per byte). Needs ../shared/data (or BBANS_DATA).
+(binary data packed 8 pixels per byte, ``bbans.classic.reference_input``). Needs ../shared/data (or BBANS_DATA).
 """
 from __future__ import annotations
 
 import argparse
-import bz2
-import lzma
 import platform
 import time
-import zlib
 
 import numpy as np
 import torch
 
 import bbans
+from bbans.classic import reference_input, reference_sizes
 from bbans.registry import load_model
 from bbans_models.datasets import SPLITS, load_dataset
 
-
-
-def classical_rates(data: np.ndarray, binary: bool) -> dict:
-    raw = np.packbits(data.reshape(-1)).tobytes() if binary else data.tobytes()
-    dims = data.size
-    out = {}
-    for name, fn in (("gzip -9", lambda b: zlib.compress(b, 9)), ("bz2 -9", lambda b: bz2.compress(b, 9)),
-                     ("xz -9e", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME))):
-        out[name] = 8 * len(fn(raw)) / dims
-    return out
 
 
 def bench_model(name: str, data: np.ndarray, batch_size: int) -> dict:
@@ -67,8 +55,8 @@ def main() -> None:
         print("|---|---|---|---|---|---|---|")
         print(f"| bbans `{name}` | {r['rate']:.4f} | {r['neg_elbo']:.4f} | {r['gap']:+.2f}% | {r['enc']:.1f} | "
               f"{r['dec']:.1f} | {'exact' if r['exact'] else 'MISMATCH'} |")
-        for cname, rate in classical_rates(data, name.startswith("binarized")).items():
-            print(f"| {cname} | {rate:.4f} | | | | | |")
+        for cname, nbytes, secs in reference_sizes(reference_input(data)[0]):
+            print(f"| {cname} | {8 * nbytes / data.size:.4f} | | | {secs:.1f} | | |")
 
 
 if __name__ == "__main__":

@@ -431,21 +431,6 @@ def info(file: Path, as_json: bool):
 # --------------------------------------------------------------------------------------------------- eval
 
 
-def _classical_rates(raw: bytes, dims: int) -> list[tuple[str, float, float]]:
-    import bz2
-    import gzip
-    import lzma
-
-    out = []
-    for name, fn in (("gzip -9", lambda b: gzip.compress(b, 9, mtime=0)),
-                     ("bz2 -9", lambda b: bz2.compress(b, 9)),
-                     ("xz -9e", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME))):
-        t = time.perf_counter()
-        n = len(fn(raw))
-        out.append((name, 8 * n / dims, time.perf_counter() - t))
-    return out
-
-
 @cli.command(name="eval", context_settings=CONTEXT, epilog="""\b
 Examples:
   bbans eval t10k-images.idx3-ubyte.gz --limit 1000
@@ -521,8 +506,11 @@ def eval_(data_file: Path, model_ref: str | None, samples: int, limit: int | Non
     rows.append([f"archive ({method})", f"{bpd:.4f}", f"{fmt_seconds(t_enc)} + {fmt_seconds(t_dec)}",
                  f"{len(blob):,} bytes, encode + decode, round trip verified"])
     if classical:
-        for name, rate, secs in _classical_rates(data.tobytes(), dims):
-            rows.append([name, f"{rate:.4f}", fmt_seconds(secs), "raw pixel bytes"])
+        from bbans.classic import reference_input, reference_sizes
+
+        raw, what = reference_input(data)
+        for name, nbytes, secs in reference_sizes(raw):
+            rows.append([name, f"{8 * nbytes / dims:.4f}", fmt_seconds(secs), what])
     click.echo()
     click.echo(table(rows, ["", "bits/dim", "time", ""]))
     gaps = []

@@ -283,3 +283,16 @@ def test_input_errors():
 
 def test_errors_are_bbans_errors_with_exit_codes():
     assert issubclass(ArchiveError, BBANSError) and ArchiveError.exit_code != ModelError.exit_code
+
+
+def test_reference_input_packs_binary_data_for_classical_comparisons():
+    from bbans.classic import reference_input, reference_sizes
+
+    binary = np.zeros((2, 4, 4), np.uint8)
+    binary[0, 0, :3] = 1
+    raw, what = reference_input(binary)
+    assert raw == np.packbits(binary.reshape(-1)).tobytes() and len(raw) == 4 and "packed" in what
+    grey = binary * 200
+    assert reference_input(grey)[0] == grey.tobytes()
+    names = [name for name, _, _ in reference_sizes(raw)]
+    assert names == ["gzip -9", "bz2 -9", "xz -9e"]
