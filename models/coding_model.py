@@ -19,7 +19,7 @@ from bbans.gaussian import DiscretizedGaussian, StandardGaussian
 from bbans.errors import ModelError
 from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
-from .export import FORMAT, MU_EXPONENT
+from .export import FORMAT, METADATA_KEY, MU_EXPONENT
 from .integer_net import TorchIntNet, forward_numpy, layers_from_tensors
 from .vae import ConvVAE, VAEConfig
 
@@ -41,7 +41,7 @@ def _bounded(raw: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 class VAECodingModel:
-    """A ConvVAE weights file (format ``bbans-vae-1``) as a coding model.
+    """A ConvVAE weights file (format ``bbans-vae-2``, see ``export``) as a coding model.
 
     ``backend`` is "torch" (default, float32 torch convolutions on ``device``, exact under the 2^24 budget) or
     "numpy" (the reference); both give the same integers, so archives written with one decode with the other.
@@ -57,9 +57,10 @@ class VAECodingModel:
                              "the weights are damaged or replaced; reinstall bbans")
         try:
             with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
+                meta = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}"))
             if meta.get("format") != FORMAT:
-                raise ModelError(f"{path} is not a bbans model file (format {meta.get('format')!r})")
+                raise ModelError(f"{path} is not a {FORMAT} model file (found format {meta.get('format')!r}); "
+                                 "export it again with this bbans version")
             tensors = load_file(str(path))
         except ModelError:
             raise
@@ -67,11 +68,11 @@ class VAECodingModel:
             raise ModelError(f"cannot read model file {path}: {exc}") from None
         self.path = path
         self.name = meta["name"]
-        self.config = VAEConfig(**json.loads(meta["config"]))
-        self.coder_settings = json.loads(meta["coder_settings"])
+        self.config = VAEConfig(**meta["config"])
+        self.coder_settings = meta["coder_settings"]
         self._bin_exp = int(self.coder_settings["latent_bin_exponent"])
-        self.card = json.loads(meta.get("card", "{}"))
-        layout = json.loads(meta["int_layers"])
+        self.card = meta.get("card", {})
+        layout = meta["int_layers"]
         self._enc_layers = layers_from_tensors("int.enc", tensors, layout["enc"])
         self._dec_layers = layers_from_tensors("int.dec", tensors, layout["dec"])
         self._float_state = {k[len("float."):]: v for k, v in tensors.items() if k.startswith("float.")}

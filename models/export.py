@@ -1,7 +1,9 @@
 """Turn a float ConvVAE checkpoint into a coding-model weights file (safetensors, no pickle).
 
 The file holds the float weights (``float.*``, for -ELBO / NLL evaluation), the integer coding networks
-(``int.enc.*``, ``int.dec.*``) and JSON metadata: format, name, architecture, layer layout, coder settings, card.
+(``int.enc.*``, ``int.dec.*``) and one metadata entry, ``bbans``: sorted-key JSON with the format, name,
+architecture, layer layout, coder settings and card. One entry, because safetensors writes several in a random
+(hash-map) order, which made every export of the same checkpoint a different file with a different sha256.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from .integer_net import convert_sequential, layers_to_tensors
 from .train import load_float_checkpoint
 from .vae import ConvVAE
 
-FORMAT = "bbans-vae-1"
+FORMAT = "bbans-vae-2"
+METADATA_KEY = "bbans"
 LATENT_RANGE = 8                 # latents are coded on [-8, 8): bins -half..half-1 of width 2^-b
 DEFAULT_LATENT_BIN_EXPONENT = 5  # b: latent bin width 2^-5 (see coder_settings)
 MU_EXPONENT = 12                 # posterior mean stored as round(mu * 2^12) = 2^(12-b) x (mean in bin units)
@@ -104,13 +107,14 @@ def export(float_checkpoint: Path, out_path: Path, calibration: np.ndarray, name
     meta = {
         "format": FORMAT,
         "name": name,
-        "config": json.dumps(model.config.to_dict()),
-        "int_layers": json.dumps({"enc": m_enc, "dec": m_dec}),
-        "coder_settings": json.dumps(coder_settings(model.config.likelihood, bin_exponent)),
-        "card": json.dumps({**facts, **(card or {})}),
+        "config": model.config.to_dict(),
+        "int_layers": {"enc": m_enc, "dec": m_dec},
+        "coder_settings": coder_settings(model.config.likelihood, bin_exponent),
+        "card": {**facts, **(card or {})},
     }
     out_path = Path(out_path)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+              metadata={METADATA_KEY: json.dumps(meta, sort_keys=True)})
     tmp.replace(out_path)
     return out_path

@@ -16,12 +16,12 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY = {
     "mnist": (
         "mnist.safetensors",
-        "8512afa29424f1475cba29759b0856401d3bc65c7284750cbb71092021e2aeeb",
+        "f32775f9835c9ea10b7ec057cd8d64c994c747829d33072b2ec6ce4b06f25672",
         "8-bit 28x28 grey (MNIST): conv VAE, 8x7x7 latents, mixture of 5 discretized logistics",
     ),
     "binarized-mnist": (
         "binarized-mnist.safetensors",
-        "00f71bbb0374dcd5939c164f3389dc3d3297ead9ed5ddfcc53d781f2db91bb4f",
+        "30d12cb1b6533d2aef6b2c8d5716d9476cfd3cad29553edb2c649c9dc371e91f",
         "binary 28x28 (binarized MNIST): conv VAE, 8x7x7 latents, Bernoulli pixels",
     ),
 }
