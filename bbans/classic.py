@@ -46,6 +46,9 @@ def decompress(method: str, payload: bytes, size: int) -> bytes:
         if method == "stored":
             out, complete = bytes(payload), True
         elif method == "deflate":
+            if size > 1032 * len(payload) + 64:  # deflate never expands data more than 1032-fold
+                raise ArchiveError(f"the archive declares {size} bytes from a {len(payload)}-byte deflate payload, "
+                                   "more than deflate can hold; the archive is corrupt")
             d = zlib.decompressobj(-15)
             out = d.decompress(payload, size + 1)
             complete = d.eof and not d.unused_data and not d.unconsumed_tail
@@ -70,11 +73,28 @@ def decompress(method: str, payload: bytes, size: int) -> bytes:
 
 
 # The classical tools at their strongest settings, for comparisons (eval, benchmarks); not archive methods.
+# (name, compress, decompress), each writing the tool's own file format (container headers included).
 REFERENCE_CODECS = (
-    ("gzip -9", lambda b: gzip.compress(b, 9, mtime=0)),
-    ("bz2 -9", lambda b: bz2.compress(b, 9)),
-    ("xz -9e", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME)),
+    ("gzip -9", lambda b: gzip.compress(b, 9, mtime=0), gzip.decompress),
+    ("bz2 -9", lambda b: bz2.compress(b, 9), bz2.decompress),
+    ("xz -9e", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME), lzma.decompress),
 )
+BENCH_EXTRA_HINT = "install the benchmark extras with: pip install -e .[bench]"
+
+
+def optional_reference_codecs() -> tuple:
+    """zstd -19 and brotli -11 (window 2^24, its largest) in the REFERENCE_CODECS form; they need the packages
+    ``zstandard`` and ``brotli`` (the ``bench`` extra). Raises ImportError naming the install command if missing."""
+    try:
+        import brotli
+        import zstandard
+    except ImportError as exc:
+        raise ImportError(f"the Python package {exc.name!r} is missing; {BENCH_EXTRA_HINT}") from None
+    return (
+        ("zstd -19", lambda b: zstandard.ZstdCompressor(level=19, write_checksum=True).compress(b),
+         lambda b: zstandard.ZstdDecompressor().decompress(b)),
+        ("brotli -11", lambda b: brotli.compress(b, quality=11, lgwin=24), brotli.decompress),
+    )
 
 
 def reference_input(data: np.ndarray) -> tuple[bytes, str]:
@@ -88,7 +108,7 @@ def reference_input(data: np.ndarray) -> tuple[bytes, str]:
 def reference_sizes(raw: bytes) -> list[tuple[str, int, float]]:
     """(name, compressed bytes, seconds) of ``raw`` under each of ``REFERENCE_CODECS``."""
     out = []
-    for name, fn in REFERENCE_CODECS:
+    for name, fn, _ in REFERENCE_CODECS:
         t = time.perf_counter()
         out.append((name, len(fn(raw)), time.perf_counter() - t))
     return out

@@ -1,0 +1,106 @@
+"""The side-by-side benchmark (benchmarks/run.py, benchmarks/jobs.py) on tiny inputs: every codec it times
+round-trips, the child-process runner returns sizes and peak memory, and the tables report what was measured.
+Timing is never asserted."""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bbans.classic import reference_input
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bbans_bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+jobs = _load("jobs")
+run = _load("run")
+GREY = np.load(ROOT / "samples" / "mnist-test-100.npy")[:4]
+BINARY = np.load(ROOT / "samples" / "binarized-mnist-test-100.npy")[:4]
+
+
+def test_missing_optional_codec_names_the_bench_extra(monkeypatch):
+    from bbans.classic import optional_reference_codecs
+
+    monkeypatch.setitem(sys.modules, "brotli", None)  # makes `import brotli` fail
+    with pytest.raises(ImportError, match=r"brotli.*pip install -e \.\[bench\]"):
+        optional_reference_codecs()
+
+
+@pytest.mark.parametrize("data", [GREY, BINARY], ids=["grey", "binary"])
+@pytest.mark.parametrize("codec", ["gzip -9", "bz2 -9", "xz -9e"])
+def test_generic_job_codes_the_reference_input(data, codec):
+    r = jobs.job_generic(data, codec)
+    assert r["exact"] is True and 0 < r["bytes"]
+    if codec == "gzip -9":
+        assert r["bytes"] == len(gzip.compress(reference_input(data)[0], 9, mtime=0))
+
+
+@pytest.mark.parametrize("codec", ["zstd -19", "brotli -11"])
+def test_optional_generic_codecs_round_trip(codec):
+    pytest.importorskip("zstandard", reason="zstd needs the bench extra: pip install -e .[bench]")
+    pytest.importorskip("brotli", reason="brotli needs the bench extra: pip install -e .[bench]")
+    r = jobs.job_generic(BINARY, codec)
+    assert r["exact"] is True and 0 < r["bytes"] < 4 * 98 + 64
+
+
+@pytest.mark.parametrize("data", [GREY, BINARY], ids=["grey", "binary"])
+@pytest.mark.parametrize("fmt", ["png", "webp"])
+def test_image_job_is_lossless_per_image(data, fmt):
+    r = jobs.job_image(data, fmt)
+    assert r["exact"] is True
+    assert r["bytes"] == sum(len(jobs.image_encode(im, fmt, data is BINARY)) for im in data)
+
+
+def test_png_of_binary_images_is_one_bit():
+    import io
+
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(jobs.image_encode(BINARY[0], "png", True))).mode == "1"
+
+
+def test_bbans_job_round_trips_with_the_shipped_model():
+    before = torch.get_num_threads()
+    try:
+        r = jobs.job_bbans(BINARY, "binarized-mnist", threads=1)
+    finally:
+        torch.set_num_threads(before)
+    assert r["exact"] is True and r["method"] == "bits-back" and r["bytes"] > 0
+
+
+def test_run_job_uses_a_fresh_process_and_reports_peak_memory(tmp_path):
+    path = tmp_path / "grey.npy"
+    np.save(path, GREY)
+    r = run.run_job({"job": "generic", "codec": "gzip -9", "data": str(path)})
+    assert r["bytes"] == len(gzip.compress(GREY.tobytes(), 9, mtime=0)) and r["exact"] is True
+    assert 0 < r["start_mib"] <= r["peak_mib"]
+
+
+def test_subsets_and_model_choice():
+    assert list(run.evenly_spaced(10, 3)) == [0, 3, 6] and list(run.evenly_spaced(4, None)) == [0, 1, 2, 3]
+    assert run.models_for(GREY) == ["mnist"] and run.models_for(BINARY) == ["binarized-mnist"]
+    idx = jobs.nll_subset(100, 10)
+    assert len(set(idx)) == 10 and list(idx) == sorted(idx) and list(idx) == list(jobs.nll_subset(100, 10))
+
+
+def test_set_table_reports_the_measured_figures():
+    arch = {"bytes": 1000, "encode_s": 1.0, "decode_s": 2.0, "peak_mib": 300.0, "start_mib": 200.0}
+    ev = {"neg_elbo": 1.25, "nll": 1.2, "neg_elbo_subset": 1.26, "nll_items": 2, "nll_samples": 250}
+    gz = {"bytes": 2000, "encode_s": 0.1, "decode_s": 0.0, "peak_mib": 50.0, "start_mib": 40.0}
+    text = "\n".join(run.set_table("t", GREY, {"codecs": [("gzip -9", gz)], "models": [("mnist", arch, ev)]},
+                                   False, 4))
+    dims = GREY.size
+    assert f"**{8 * 1000 / dims:.4f}** | 1.2500 | 1.2000 | 1.0 | 2.0 | 300 (200) |" in text
+    assert f"| gzip -9 | {8 * 2000 / dims:.4f} |" in text and "4 images, all" in text
