@@ -4,18 +4,21 @@ Layout (``varint`` = unsigned LEB128, at most 10 bytes)::
 
     magic            4 bytes   b"BBAN"
     version          1 byte    FORMAT_VERSION
-    method           1 byte    0 stored, 1 bits-back, 2 deflate (raw), 3 lzma (raw LZMA2), 4 bz2
+    method           1 byte    0 stored, 1 bits-back, 2 deflate (raw), 3 lzma (raw LZMA2), 4 bz2,
+                               5 bits-back-is (Monte-Carlo bits-back with importance-sampled particles)
     dtype            1 byte    1 = uint8
     ndim             1 byte    1..32, then ndim varints: the whole array's shape (N, *item shape)
     data crc32       4 bytes   zlib.crc32 of the original data bytes in C order, uint32 LE
     extra            varint length + bytes (opaque, e.g. the CLI's container info)
-    -- bits-back only --
+    -- bits-back and bits-back-is --
     model name       varint length + UTF-8
     model sha256     32 bytes
     coder settings   varint length + compact JSON object (sorted keys)
-    schedule         varint pair count, then (varint size, varint repeat) pairs
+    schedule         varint run count, then per run (varint size, varint repeat) for bits-back, or
+                     (varint size, varint particles, varint repeat) for bits-back-is
     seed words       varint
     prefix words     varint  (untouched seed words stripped from the stack bottom)
+    particles        varint  (bits-back-is only: the most particles a batch may use, >= 2)
     payload          varint word count + uint32 LE words (the ANS stack above the prefix, bottom first)
     -- other methods --
     payload          varint length + bytes
@@ -37,7 +40,9 @@ from .schedule import MAX_SEED_WORDS
 
 MAGIC = b"BBAN"
 FORMAT_VERSION = 1
-METHODS = {"stored": 0, "bits-back": 1, "deflate": 2, "lzma": 3, "bz2": 4}
+METHODS = {"stored": 0, "bits-back": 1, "deflate": 2, "lzma": 3, "bz2": 4, "bits-back-is": 5}
+BITS_BACK_METHODS = ("bits-back", "bits-back-is")  # methods whose payload is an ANS stack coded with a model
+MAX_PARTICLES = 4096
 _METHOD_NAMES = {v: k for k, v in METHODS.items()}
 DTYPES = {"uint8": 1}
 _DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -58,7 +63,8 @@ class ArchiveHeader:
     model_name: str | None = None
     model_sha256: str | None = None  # hex
     coder_settings: dict | None = None
-    schedule: list = field(default_factory=list)  # (size, repeat) pairs
+    schedule: list = field(default_factory=list)  # (size, repeat) pairs; (size, particles, repeat) for bits-back-is
+    particles: int = 1  # bits-back-is: the most particles a batch may use
     seed_words: int = 0
     prefix_words: int = 0
     payload_bytes: int = 0
@@ -110,7 +116,7 @@ def pack(h: ArchiveHeader, payload) -> bytes:
         out += _varint(int(d))
     out += (h.data_crc32 & 0xFFFFFFFF).to_bytes(4, "little")
     out += _blob(bytes(h.extra))
-    if h.method == "bits-back":
+    if h.method in BITS_BACK_METHODS:
         out += _blob(h.model_name.encode("utf-8"))
         sha = bytes.fromhex(h.model_sha256)
         if len(sha) != 32:
@@ -118,9 +124,11 @@ def pack(h: ArchiveHeader, payload) -> bytes:
         out += sha
         out += _blob(settings_json(h.coder_settings or {}))
         out += _varint(len(h.schedule))
-        for size, repeat in h.schedule:
-            out += _varint(size) + _varint(repeat)
+        for run in h.schedule:
+            out += b"".join(_varint(int(v)) for v in run)
         out += _varint(h.seed_words) + _varint(h.prefix_words)
+        if h.method == "bits-back-is":
+            out += _varint(h.particles)
         words = np.asarray(payload, np.uint32)
         out += _varint(words.size) + _words_le(words)
     else:
@@ -211,7 +219,7 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, _Reader, int]:
     h = ArchiveHeader(method=method, shape=tuple(shape), data_crc32=crc, dtype=_DTYPE_NAMES[dcode], version=blob[4],
                       archive_bytes=len(blob))
     h.extra = r.blob("extra field")
-    if method == "bits-back":
+    if method in BITS_BACK_METHODS:
         try:
             h.model_name = r.blob("model name").decode("utf-8")
         except UnicodeDecodeError:
@@ -225,16 +233,21 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, _Reader, int]:
         if not isinstance(settings, dict):
             raise ArchiveError("the archive's coder settings are not a JSON object; the archive is corrupt")
         h.coder_settings = settings
-        n_pairs = r.varint("schedule length")
-        if 2 * n_pairs > r.left:
+        n_runs, width = r.varint("schedule length"), (3 if method == "bits-back-is" else 2)
+        if width * n_runs > r.left:
             raise ArchiveError("the archive's batch schedule is longer than the archive; the archive is corrupt")
-        h.schedule = [(r.varint("schedule"), r.varint("schedule")) for _ in range(n_pairs)]
+        h.schedule = [tuple(r.varint("schedule") for _ in range(width)) for _ in range(n_runs)]
         h.seed_words, h.prefix_words = r.varint("seed length"), r.varint("seed prefix length")
         if h.seed_words > MAX_SEED_WORDS:
             raise ArchiveError(f"the archive asks for {h.seed_words} seed words, more than any bbans writes; "
                                "the archive is corrupt")
         if h.prefix_words > h.seed_words:
             raise ArchiveError("the archive strips more seed words than it seeded; the archive is corrupt")
+        if method == "bits-back-is":
+            h.particles = r.varint("particle count")
+            if not 2 <= h.particles <= MAX_PARTICLES:
+                raise ArchiveError(f"the archive claims {h.particles} particles (2..{MAX_PARTICLES} allowed); "
+                                   "the archive is corrupt")
         n_words = r.varint("payload length")
         if 4 * n_words > r.left:
             raise ArchiveError(
@@ -263,7 +276,7 @@ def unpack(blob: bytes):
     """Parse an archive into (ArchiveHeader, payload): uint32 words (native order) for bits-back, else bytes."""
     h, r, n = _parse(blob)
     raw = r.take(n, "payload")
-    if h.method == "bits-back":
+    if h.method in BITS_BACK_METHODS:
         words = np.frombuffer(raw, dtype="<u4").astype(np.uint32)  # native byte order on any host
         return h, words
     return h, raw

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import constriction
 
+from . import fixedlog
 from .errors import ArchiveError, BBANSError
 
 _model = constriction.stream.model
@@ -52,6 +53,13 @@ class Codec:
 
     def pop(self, coder) -> np.ndarray:
         raise NotImplementedError
+
+    def neg_log2_fixed(self, symbols: np.ndarray) -> np.ndarray:
+        """-log2 P(symbol) per element (int64 of the codec's shape, in 2^-20 bits, ``bbans.fixedlog``), computed
+        with integer arithmetic only, so every machine gets the same numbers. Needed to weigh particles
+        (``bbans.importance``); codecs without integer-exact probabilities cannot be used there."""
+        raise BBANSError(f"{type(self).__name__} codecs have no integer-exact probabilities, so they cannot weigh "
+                         "particles; use particles=1 (standard bits-back) with this model")
 
 
 def _reraise(exc: BaseException, what: str):
@@ -114,6 +122,11 @@ class Uniform(_ConstrictionCodec):
     def _symbol_range(self):
         return 0, self.size - 1
 
+    def neg_log2_fixed(self, symbols):
+        lo, hi = self._symbol_range()
+        _as_symbols(symbols, self.shape, lo, hi)
+        return np.full(self.shape, fixedlog.log2_fixed(self.size), np.int64)
+
 
 class Bernoulli(_ConstrictionCodec):
     """Independent Bernoulli(p) per element; ``p`` (float64, P[symbol = 1]) has the codec's shape."""
@@ -126,6 +139,13 @@ class Bernoulli(_ConstrictionCodec):
 
     def _family_and_params(self):
         return _model.Bernoulli(perfect=False), (self.p.reshape(-1),)
+
+    def neg_log2_fixed(self, symbols):
+        """From P[1] rounded to a multiple of 2^-30 (exact for the shipped models' table sigmoids), in 1..2^30-1."""
+        flat = _as_symbols(symbols, self.shape, 0, 1)
+        one = np.clip(np.rint(np.ldexp(self.p.reshape(-1), 30)).astype(np.int64), 1, (1 << 30) - 1)
+        mass = np.where(flat == 1, one, (1 << 30) - one)
+        return (30 * fixedlog.ONE - fixedlog.log2_fixed(mass)).reshape(self.shape)
 
     def _symbol_range(self):
         return 0, 1

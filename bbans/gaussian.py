@@ -59,6 +59,14 @@ class DiscretizedGaussian(TwoStageCodec):
     def pop(self, coder):
         return (self._pop_symbols(coder) - self.half).astype(np.int32).reshape(self.shape)
 
+    def pop_weighed(self, coder):
+        """Pop latents and their ``neg_log2_fixed`` (from the same tables): (int32, int64), each of ``shape``."""
+        s, cost = self._pop_symbols(coder, weigh=True)
+        return (s - self.half).astype(np.int32).reshape(self.shape), cost.reshape(self.shape)
+
+    def neg_log2_fixed(self, symbols) -> np.ndarray:
+        return self._neg_log2_fixed(self._symbols(symbols)).reshape(self.shape)
+
     def log2_prob(self, symbols) -> np.ndarray:
         """-log2 of the (unquantized) table probability of each latent, bits, shape ``shape``."""
         return self._log2_prob(self._symbols(symbols)).reshape(self.shape)

@@ -57,6 +57,9 @@ class DiscretizedLogisticMixture(TwoStageCodec):
     def pop(self, coder):
         return self._pop_symbols(coder).astype(np.int32).reshape(self.shape)
 
+    def neg_log2_fixed(self, symbols) -> np.ndarray:
+        return self._neg_log2_fixed(self._check(symbols)).reshape(self.shape)
+
     def log2_prob(self, symbols) -> np.ndarray:
         """-log2 of the (unquantized) integer-table probability of each symbol, bits, shape ``shape``."""
         return self._log2_prob(self._check(symbols)).reshape(self.shape)

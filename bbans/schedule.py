@@ -83,24 +83,30 @@ def next_batch_size(available_bits: float, pop_bits_per_item: float, remaining: 
     return min(batch_size, remaining, max(1, fed))
 
 
-def run_lengths(sizes: list[int]) -> list[tuple[int, int]]:
-    """Run-length encode batch sizes: [1, 2, 5, 5, 5] -> [(1, 1), (2, 1), (5, 3)]."""
-    pairs: list[tuple[int, int]] = []
+def run_lengths(sizes: list) -> list[tuple]:
+    """Run-length encode batch sizes: [1, 2, 5, 5, 5] -> [(1, 1), (2, 1), (5, 3)].
+
+    With particles each batch is a (size, particles) pair and each run a (size, particles, repeat) triple:
+    [(1, 1), (2, 4), (2, 4)] -> [(1, 1, 1), (2, 4, 2)].
+    """
+    runs: list[list] = []
     for s in sizes:
-        if pairs and pairs[-1][0] == s:
-            pairs[-1] = (s, pairs[-1][1] + 1)
+        if runs and runs[-1][0] == s:
+            runs[-1][1] += 1
         else:
-            pairs.append((int(s), 1))
-    return pairs
+            runs.append([s, 1])
+    return [(*s, r) if isinstance(s, tuple) else (int(s), r) for s, r in runs]
 
 
-def expand(pairs, n_items: int) -> list[int]:
-    """Batch sizes from (size, repeat) pairs, checked to be positive and to sum to ``n_items``."""
+def expand(pairs, n_items: int) -> list:
+    """Batch sizes from (size, repeat) pairs, checked to be positive and to sum to ``n_items``. A size may be a
+    (size, particles) pair; it is returned as given."""
     total = 0
     for size, repeat in pairs:
-        if size < 1 or repeat < 1:
+        items = size[0] if isinstance(size, tuple) else size
+        if items < 1 or repeat < 1:
             raise ArchiveError("the archive's batch schedule has an empty batch; the archive is corrupt")
-        total += size * repeat
+        total += items * repeat
         if total > n_items:
             break
     if total != n_items:
@@ -108,6 +114,35 @@ def expand(pairs, n_items: int) -> list[int]:
             f"the archive's batch schedule covers {total} items but the archive holds {n_items}; the archive is corrupt"
         )
     return [size for size, repeat in pairs for _ in range(repeat)]
+
+
+PARTICLE_ROWS = 1024  # with particles, a batch's model calls hold at most this many (item, particle) rows
+
+
+def next_particle_batch(available_bits: float, pop_bits_per_particle: float, remaining: int, batch_size: int,
+                        particles: int) -> tuple[int, int]:
+    """(items, particles) of the next Monte-Carlo bits-back batch (bbans/importance.py).
+
+    Each particle of each item pops about ``pop_bits_per_particle`` bits (measured on the previous batch). The
+    particle count grows first -- through powers of two up to ``particles``, so the schedule stays short -- and the
+    item count after it, both limited by the bits ``available_bits`` can feed (with the ``SAFETY`` margin); items
+    also by ``batch_size`` and by ``PARTICLE_ROWS`` rows per model call.
+    """
+    per = max(float(pop_bits_per_particle), 1.0) * SAFETY
+    fed = int(available_bits // per) if available_bits > 0 else 0
+    k = particles if fed >= particles else max(1, 1 << (max(fed, 1).bit_length() - 1))
+    n = min(remaining, batch_size, max(1, PARTICLE_ROWS // k), max(1, fed // k))
+    return n, k
+
+
+def expand_particles(triples, n_items: int, max_particles: int) -> list[tuple[int, int]]:
+    """(size, particles) per batch from (size, particles, repeat) triples, checked like ``expand``."""
+    for _, k, _ in triples:
+        if not 1 <= k <= max_particles:
+            raise ArchiveError(f"the archive's batch schedule uses {k} particles, outside 1..{max_particles}; "
+                               "the archive is corrupt")
+    sizes = expand([((size, k), repeat) for size, k, repeat in triples], n_items)
+    return list(sizes)
 
 
 def strip_seed(words: np.ndarray, seed: np.ndarray) -> tuple[int, np.ndarray]:

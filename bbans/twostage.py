@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import tables
+from . import fixedlog, tables
 from .codecs import Categorical, Codec
 from .errors import BBANSError
 
@@ -96,21 +96,45 @@ class TwoStageCodec(Codec):
             raise BBANSError(f"symbols must lie in 0..{self.n_symbols - 1}")
         return s
 
+    def _coarse_tables(self) -> np.ndarray:
+        """The coarse-stage weights, built once per codec (a codec popped K times reuses them)."""
+        if getattr(self, "_coarse", None) is None:
+            self._coarse = self._tables(None)
+        return self._coarse
+
     def _push_symbols(self, coder, s: np.ndarray) -> None:
         coarse = s >> 4
         Categorical(self._tables(coarse)).push(coder, s & 15)
-        Categorical(self._tables(None)).push(coder, coarse)
+        Categorical(self._coarse_tables()).push(coder, coarse)
 
-    def _pop_symbols(self, coder) -> np.ndarray:
-        coarse = Categorical(self._tables(None)).pop(coder).astype(np.int64)
-        fine = Categorical(self._tables(coarse)).pop(coder)
-        return coarse * 16 + fine
+    def _pop_symbols(self, coder, weigh: bool = False):
+        """Pop symbols (flat int64); with ``weigh``, also their ``_neg_log2_fixed`` from the same tables."""
+        ct = self._coarse_tables()
+        coarse = Categorical(ct).pop(coder).astype(np.int64)
+        ft = self._tables(coarse)
+        s = coarse * 16 + Categorical(ft).pop(coder)
+        return (s, _table_cost(ct, ft, s)) if weigh else s
+
+    def _neg_log2_fixed(self, s: np.ndarray) -> np.ndarray:
+        """-log2 of each symbol's table probability in 2^-20 bits (``bbans.fixedlog``), integer-exact; flat int64."""
+        return _table_cost(self._coarse_tables(), self._tables(s >> 4), s)
 
     def _log2_prob(self, s: np.ndarray) -> np.ndarray:
         """-log2 of the (unquantized) table probability of each symbol, bits, flat."""
         ct, ft = self._tables(None).astype(np.float64), self._tables(s >> 4).astype(np.float64)
         rows = np.arange(s.size)
         return -np.log2(ct[rows, s >> 4] / ct.sum(1)) - np.log2(ft[rows, s & 15] / ft.sum(1))
+
+
+def _table_cost(coarse: np.ndarray, fine: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """-log2(coarse[s >> 4] / sum(coarse)) - log2(fine[s & 15] / sum(fine)) per row, in 2^-20 bits (int64).
+
+    The tables hold integers below 2^23 (``_stage_weights``), so the int64 sums and the fixed-point logs are exact
+    functions of them."""
+    rows = np.arange(s.size)
+    ct, ft = coarse.astype(np.int64), fine.astype(np.int64)
+    return (fixedlog.log2_fixed(ct.sum(1)) - fixedlog.log2_fixed(ct[rows, s >> 4])
+            + fixedlog.log2_fixed(ft.sum(1)) - fixedlog.log2_fixed(ft[rows, s & 15]))
 
 
 def table_cdf(table: np.ndarray, numerator: np.ndarray, shift: int, interpolate: bool = False) -> np.ndarray:
