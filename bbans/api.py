@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import archive, chain, classic, registry
+from . import archive, chain, chunked, classic, importance, registry
 from .errors import ArchiveError, BBANSError, InputError, ModelError
 from .protocol import model_fits
 
@@ -80,7 +80,7 @@ def _best_classic(data: np.ndarray, extra: bytes) -> tuple[bytes, str, int]:
     return best
 
 
-def _bits_back_archive(data, model, extra, batch_size, progress) -> tuple[bytes, chain.Encoded]:
+def _bits_back_archive(data, model, extra, batch_size, progress, particles=1) -> tuple[bytes, chain.Encoded]:
     sha = str(model.sha256).lower()
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ModelError(f"model {model.name!r} has no valid sha256 ({model.sha256!r}); its weights are not final")
@@ -88,9 +88,15 @@ def _bits_back_archive(data, model, extra, batch_size, progress) -> tuple[bytes,
         archive.settings_json(dict(model.coder_settings))
     except (TypeError, ValueError) as exc:
         raise ModelError(f"model {model.name!r} has coder settings that are not plain JSON ({exc})") from None
-    enc = chain.encode(model, data, batch_size, progress)
+    if particles > 1:
+        try:
+            importance.check_model(model)
+        except BBANSError as exc:
+            raise ModelError(str(exc)) from None
+    enc = chain.encode(model, data, batch_size, progress, particles=particles)
     h = archive.ArchiveHeader(
-        method="bits-back", shape=data.shape, data_crc32=_crc(data), extra=extra, model_name=str(model.name),
+        method="bits-back-is" if particles > 1 else "bits-back", particles=particles, shape=data.shape,
+        data_crc32=_crc(data), extra=extra, model_name=str(model.name),
         model_sha256=sha, coder_settings=dict(model.coder_settings), schedule=enc.schedule,
         seed_words=enc.seed_words, prefix_words=enc.prefix_words,
     )
@@ -98,12 +104,14 @@ def _bits_back_archive(data, model, extra, batch_size, progress) -> tuple[bytes,
 
 
 def compress_with_report(data: np.ndarray, model=None, *, batch_size: int = 100, extra: bytes = b"",
-                         method: str = "auto", progress=None) -> tuple[bytes, CompressReport]:
+                         method: str = "auto", progress=None, particles: int = 1) -> tuple[bytes, CompressReport]:
     """Compress ``data`` (uint8, (N, *item_shape), any memory layout) into an archive; also say what was done.
 
     ``model``: a coding model (bbans/protocol.py), or None to use the installed model that fits the data.
     ``batch_size``: largest number of items per model call. ``extra``: opaque bytes stored in the archive.
     ``method``: "auto", "bits-back", "deflate", "lzma", "bz2" or "stored". ``progress(done_items, total_items)``.
+    ``particles``: K >= 2 codes with Monte-Carlo bits-back (bbans/importance.py, archive method "bits-back-is"),
+    which costs the K-sample importance-weighted bound instead of the -ELBO, at about K times the model work.
     """
     t0 = time.perf_counter()
     data = _as_data(data)
@@ -111,14 +119,22 @@ def compress_with_report(data: np.ndarray, model=None, *, batch_size: int = 100,
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(particles, bool) or not isinstance(particles, (int, np.integer)) or not (
+            1 <= particles <= archive.MAX_PARTICLES):
+        raise InputError(f"particles must be an integer in 1..{archive.MAX_PARTICLES}, got {particles!r}")
+    if particles > 1 and method in classic.METHODS:
+        raise InputError(f"particles apply to bits-back coding, not to the classical method {method!r}")
     extra, n = bytes(extra), len(data)
+    if data.size > chunked.MAX_CHUNK_ELEMENTS:
+        raise InputError(f"{data.size:,} values are more than one archive piece holds ({chunked.MAX_CHUNK_ELEMENTS:,});"
+                         " code them in chunks with bbans.chunkjobs.compress_to (what 'bbans compress' does)")
 
     def report(blob, m, reason, payload_bits, enc=None, used=None):
         r = CompressReport(m, reason, n, data.nbytes, len(blob), payload_bits, seconds=time.perf_counter() - t0)
         if enc is not None:
             r.initial_bits, r.schedule = enc.initial_bits, enc.schedule
             r.model_name, r.model_sha256 = str(used.name), str(used.sha256)
-        if progress is not None and m != "bits-back":
+        if progress is not None and m not in archive.BITS_BACK_METHODS:
             progress(n, n)
         return blob, r
 
@@ -142,7 +158,7 @@ def compress_with_report(data: np.ndarray, model=None, *, batch_size: int = 100,
         blob, m, bits = _best_classic(data, extra)
         return report(blob, m, f"{why_not}; {m} was the smallest classical method", bits)
     try:
-        blob, enc = _bits_back_archive(data, used, extra, int(batch_size), progress)
+        blob, enc = _bits_back_archive(data, used, extra, int(batch_size), progress, int(particles))
     except ModelError as exc:
         if model is not None or method == "bits-back":
             raise
@@ -156,14 +172,16 @@ def compress_with_report(data: np.ndarray, model=None, *, batch_size: int = 100,
             reason = f"{m} ({len(fb)} bytes) is smaller than bits-back with {used.name!r} ({len(blob)} bytes)"
             return report(fb, m, reason, fb_bits)
         why += f"; bits-back ({len(blob)} bytes) beat the best classical method, {m} ({len(fb)} bytes)"
-    return report(blob, "bits-back", why, bits, enc, used)
+    if particles > 1:
+        why += f"; Monte-Carlo bits-back with up to {particles} particles per item"
+    return report(blob, "bits-back-is" if particles > 1 else "bits-back", why, bits, enc, used)
 
 
 def compress(data: np.ndarray, model=None, *, batch_size: int = 100, extra: bytes = b"", method: str = "auto",
-             progress=None) -> bytes:
+             progress=None, particles: int = 1) -> bytes:
     """Compress ``data`` (uint8, (N, *item_shape)) into archive bytes; see ``compress_with_report``."""
     return compress_with_report(data, model, batch_size=batch_size, extra=extra, method=method,
-                                progress=progress)[0]
+                                progress=progress, particles=particles)[0]
 
 
 def _check_model(model, h: archive.ArchiveHeader) -> None:
@@ -186,7 +204,10 @@ def _check_model(model, h: archive.ArchiveHeader) -> None:
 
 
 def _decode(h: archive.ArchiveHeader, payload, model, progress) -> np.ndarray:
-    if h.method != "bits-back":
+    if h.n_elements > chunked.MAX_CHUNK_ELEMENTS:  # bbans writes bigger data as chunked archives
+        raise ArchiveError(f"the archive claims {h.n_elements:,} values in one piece, more than bbans codes without "
+                           f"chunks ({chunked.MAX_CHUNK_ELEMENTS:,}); the archive is corrupt")
+    if h.method not in archive.BITS_BACK_METHODS:
         raw = classic.decompress(h.method, payload, h.n_elements)
         if progress is not None:
             progress(h.n_items, h.n_items)
@@ -194,7 +215,7 @@ def _decode(h: archive.ArchiveHeader, payload, model, progress) -> np.ndarray:
     if model is None:
         model = registry.find_model(h.model_name, h.model_sha256)
     _check_model(model, h)
-    enc = chain.Encoded(payload, h.seed_words, h.prefix_words, h.schedule)
+    enc = chain.Encoded(payload, h.seed_words, h.prefix_words, h.schedule, h.particles)
     return chain.decode(model, enc, h.n_items, progress)
 
 
@@ -204,6 +225,10 @@ def decompress(blob: bytes, model=None, *, progress=None) -> np.ndarray:
     Raises ArchiveError for any damage (checked by the archive's CRC, the decoder's seed check and the data CRC),
     ModelError when the archive's model is missing or differs from the one given.
     """
+    if chunked.is_chunked(bytes(blob[:6])):
+        from .chunkjobs import decompress_bytes
+
+        return decompress_bytes(blob, model)
     h, payload = archive.unpack(blob)
     try:
         data = _decode(h, payload, model, progress)

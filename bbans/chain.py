@@ -26,7 +26,7 @@ AnsCoder = constriction.stream.stack.AnsCoder
 # A decoder refuses archives claiming more items than this many per coded bit: bits-back costs each item its -ELBO,
 # above one bit for any real model (shipped ones: over 100 bits). Bounds a hostile archive's decoding work and
 # memory by its size, since a stack popped past its end silently yields zeros forever.
-MIN_ITEMS_PER_BIT = 1
+MAX_ITEMS_PER_BIT = 1
 
 
 def push_batch(model, coder, x: np.ndarray) -> int:
@@ -114,7 +114,7 @@ def decode(model, enc: Encoded, n_items: int, progress=None) -> np.ndarray:
     words = np.concatenate([seed[: enc.prefix_words], np.asarray(enc.payload, np.uint32)])
     if words.size and words[-1] == 0:
         raise ArchiveError("the coded stream ends in a zero word, which no encoder writes; the archive is corrupt")
-    if n_items > MIN_ITEMS_PER_BIT * schedule.WORD_BITS * np.asarray(enc.payload).size + 64:
+    if n_items > MAX_ITEMS_PER_BIT * schedule.WORD_BITS * np.asarray(enc.payload).size + 64:
         raise ArchiveError(f"the archive claims {n_items} items but holds only {np.asarray(enc.payload).size} coded "
                            "words, less than any model needs for them; the archive is corrupt")
     coder = AnsCoder(words)

@@ -84,13 +84,14 @@ def _elbo_bits(model, data: np.ndarray) -> float | None:
     return float(sum(np.asarray(fn(data[i:i + 500]), np.float64).sum() for i in range(0, len(data), 500)))
 
 
-def _encode_chunk(k, data, model, model_ref, method, batch_size, want_elbo, progress=None) -> ChunkResult:
+def _encode_chunk(k, data, model, model_ref, method, batch_size, want_elbo, options, progress=None) -> ChunkResult:
     from . import api, registry
     from .protocol import model_fits
 
     if model is None and model_ref is not None:
         model = _load(model_ref)
-    blob, rep = api.compress_with_report(data, model, batch_size=batch_size, method=method, progress=progress)
+    blob, rep = api.compress_with_report(data, model, batch_size=batch_size, method=method, progress=progress,
+                                         **options)
     elbo = None
     if want_elbo and method not in ("deflate", "lzma", "bz2", "stored"):
         used = model
@@ -105,8 +106,8 @@ def _encode_chunk(k, data, model, model_ref, method, batch_size, want_elbo, prog
 
 
 def _encode_task(task) -> ChunkResult:
-    source, k, i, j, model_ref, method, batch_size, want_elbo = task
-    return _encode_chunk(k, source.read(i, j), None, model_ref, method, batch_size, want_elbo)
+    source, k, i, j, model_ref, method, batch_size, want_elbo, options = task
+    return _encode_chunk(k, source.read(i, j), None, model_ref, method, batch_size, want_elbo, options)
 
 
 def _check_jobs(jobs, model, model_ref) -> int:
@@ -145,13 +146,15 @@ def _ordered(pool, fn, tasks, window: int):
 
 def compress_to(f, source, *, model=None, model_ref: str | None = None, method: str = "auto",
                 chunk_items: int | None = None, batch_size: int = 100, extra: bytes = b"", jobs: int = 1,
-                want_elbo: bool = False, progress=None) -> ChunkedReport:
+                want_elbo: bool = False, progress=None, coder_options: dict | None = None) -> ChunkedReport:
     """Write a chunked archive of ``source``'s items (bbans/itemsource.py) to the binary file ``f``.
 
     ``model``: a model object (jobs=1 only) or None; ``model_ref``: an installed model's name or a weights path
     that every worker loads; neither: the installed model that fits each chunk, else a classical codec (method
     "auto"). ``chunk_items``: items per chunk (default ``chunked.default_chunk_items``). ``progress(done, total)``.
+    ``coder_options``: further keywords for ``api.compress_with_report`` (e.g. particles).
     """
+    options = dict(coder_options or {})
     t0 = time.perf_counter()
     shape = tuple(int(d) for d in source.shape)
     n = shape[0]
@@ -184,11 +187,11 @@ def compress_to(f, source, *, model=None, model_ref: str | None = None, method: 
         for k, i, j in spans:
             data = source.read(i, j)
             inner = None if progress is None else (lambda d, t, i=i: progress(i + d, n))
-            take(_encode_chunk(k, data, model, model_ref, method, batch_size, want_elbo, inner), data)
+            take(_encode_chunk(k, data, model, model_ref, method, batch_size, want_elbo, options, inner), data)
             if progress is not None:
                 progress(j, n)
     else:
-        tasks = ((source, k, i, j, model_ref, method, batch_size, want_elbo) for k, i, j in spans)
+        tasks = ((source, k, i, j, model_ref, method, batch_size, want_elbo, options) for k, i, j in spans)
         with _pool(jobs) as pool:
             for (k, i, j), res in zip(spans, _ordered(pool, _encode_task, tasks, 2 * jobs)):
                 take(res, source.read(i, j))  # the parent re-reads the chunk for the whole-data CRC

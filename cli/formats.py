@@ -14,6 +14,8 @@ idx        uint8 IDX (MNIST), 3 or 4 dims, or 2 dims   byte-identical IDX; a gzi
            (one image)                                 *uncompressed* (gzip bytes depend on the compressor)
 png        one image: (1,H,W) for modes 1/L/P,         a PNG with identical pixels (mode, palette and
            (1,H,W,C) for LA/RGB/RGBA                   transparency kept), not identical bytes
+raw        any other file (or one of the above that    byte-identical: the file's bytes, coded as a 1-D array
+           cannot be read as such): its bytes, (size,)  of single-byte items (no model fits: classical codecs)
 (none)     archives made through the Python API        a .npy file of the decoded array
 =========  ==========================================  ======================================================
 
@@ -25,6 +27,7 @@ Container info layout (little-endian, no pickle)::
     idx:  u8 flags (bit 0: the input was gzip-compressed) | u32 n | n bytes: the original IDX header
     png:  str mode | u8 has_palette [| str palette_mode | u32 n | n palette bytes]
           | u8 transparency kind (0 none, 1 integer, 2 bytes, 3 RGB triple) [| payload]
+    raw:  nothing (the data are the file's bytes)
     str = u8 length + ASCII
 
 ``parse_info`` checks every length before use and raises ``ArchiveError`` on anything malformed, so a damaged or
@@ -42,11 +45,11 @@ import numpy as np
 
 from bbans.archive import MAGIC as ARCHIVE_MAGIC
 from bbans.errors import ArchiveError, InputError
-from bbans.idx import GZIP_MAGIC, is_idx, maybe_gunzip, parse_idx
+from bbans.idx import GZIP_MAGIC, idx_header, is_idx, maybe_gunzip, parse_idx
 
 INFO_VERSION = 1
-KIND_NPY, KIND_IDX, KIND_PNG = 1, 2, 3
-KIND_NAMES = {KIND_NPY: "npy", KIND_IDX: "idx", KIND_PNG: "png"}
+KIND_NPY, KIND_IDX, KIND_PNG, KIND_RAW = 1, 2, 3, 4
+KIND_NAMES = {KIND_NPY: "npy", KIND_IDX: "idx", KIND_PNG: "png", KIND_RAW: "raw"}
 
 NPY_MAGIC = b"\x93NUMPY"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -62,7 +65,7 @@ class Loaded:
 
     data: np.ndarray          # uint8, (N, H, W) or (N, H, W, C), C-contiguous
     info: bytes               # container info for the archive's extra field
-    kind: str                 # 'npy' | 'idx' | 'png'
+    kind: str                 # 'npy' | 'idx' | 'png' | 'raw'
     description: str          # one line for the user, e.g. "IDX (gzip-compressed), 10000 x 28 x 28"
     notes: list = field(default_factory=list)  # things the user should know (e.g. gzip is not restored)
 
@@ -71,7 +74,7 @@ class Loaded:
 class Container:
     """Parsed container info."""
 
-    kind: str                          # 'npy' | 'idx' | 'png' | 'none'
+    kind: str                          # 'npy' | 'idx' | 'png' | 'raw' | 'none'
     header: bytes = b""                # npy preamble / IDX header
     gzip: bool = False                 # idx: the original file was gzip-compressed
     mode: str = ""                     # png
@@ -91,6 +94,8 @@ class Container:
                 if self.mode == "P" else ""
             tr = ", with transparency" if self.transparency is not None else ""
             return f"png (mode {self.mode}{extra}{tr}; pixels restored exactly, not the file bytes)"
+        if self.kind == "raw":
+            return "raw (the file's bytes, restored exactly)"
         return "none (archive made through the Python API; decompress writes a .npy file)"
 
 
@@ -118,6 +123,35 @@ def read_input_bytes(path: Path) -> bytes:
 
 
 def load_bytes(raw: bytes, name: str = "input") -> Loaded:
+    """The array and container info of a file's bytes: npy, IDX (plain or gzip) or PNG when it reads as one,
+    else the bytes themselves (kind 'raw', with a note saying why). Only a bbans archive is refused."""
+    if raw.startswith(ARCHIVE_MAGIC):
+        raise InputError(f"{name}: looks like a bbans archive already; use 'bbans decompress'")
+    try:
+        return _load_structured(raw, name)
+    except InputError as exc:
+        return load_raw(raw, name, str(exc))
+
+
+def raw_description(size: int) -> str:
+    return f"raw bytes, {size:,} bytes"
+
+
+def load_raw(raw: bytes, name: str, why: str) -> Loaded:
+    """A file as raw bytes: a uint8 array (size,), restored byte for byte; ``why`` says why it is not structured."""
+    data = np.frombuffer(raw, np.uint8).copy()
+    return Loaded(data, raw_info(), "raw", raw_description(len(raw)), [raw_note(why)])
+
+
+def raw_info() -> bytes:
+    return _pack(KIND_RAW, b"")
+
+
+def raw_note(why: str) -> str:
+    return f"{why.rstrip('.')}: compressed as raw bytes (restored byte for byte)"
+
+
+def _load_structured(raw: bytes, name: str) -> Loaded:
     if raw.startswith(NPY_MAGIC):
         return _load_npy(raw, name)
     if raw.startswith(PNG_MAGIC):
@@ -136,8 +170,8 @@ def load_bytes(raw: bytes, name: str = "input") -> Loaded:
         raise InputError(f"{name}: the file is empty")
     if len(raw) >= 4 and raw[0] == 0 and raw[1] == 0 and raw[2] in (0x09, 0x0B, 0x0C, 0x0D, 0x0E):
         raise InputError(f"{name}: an IDX file of type 0x{raw[2]:02X} (not uint8); bbans codes uint8 IDX files only")
-    raise InputError(f"{name}: unsupported input; bbans compresses uint8 .npy arrays, MNIST IDX files "
-                     "(plain or .gz) and PNG images (other image formats: convert to PNG first)")
+    raise InputError(f"{name}: not a uint8 .npy array, MNIST IDX file (plain or .gz) or PNG image, the kinds "
+                     "bbans models")
 
 
 def _npy_header_fields(preamble: bytes) -> dict:
@@ -367,6 +401,8 @@ def parse_info(info: bytes) -> Container:
         if not is_idx(header) or len(header) != 4 + 4 * header[3]:
             raise ArchiveError("the archive's stored IDX header is corrupt")
         c = Container("idx", header=header, gzip=bool(flags & 1))
+    elif kind == KIND_RAW:
+        c = Container("raw")
     elif kind == KIND_PNG:
         mode = r.text()
         if mode not in PNG_MODES:
@@ -411,6 +447,10 @@ def render(data: np.ndarray, container: Container) -> bytes:
         buf = io.BytesIO()
         np.save(buf, data, allow_pickle=False)
         return buf.getvalue()
+    if container.kind == "raw":
+        if data.ndim != 1:
+            raise ArchiveError(f"decoded data has shape {data.shape}, not the 1-D bytes of a raw file; corrupt")
+        return data.tobytes()
     if container.kind == "npy":
         shape = tuple(_npy_header_fields(container.header)["shape"])
         _check_shape(data, shape)
@@ -462,3 +502,42 @@ def default_output(archive_path: Path, container: Container) -> Path:
     if container.kind == "none" and not name.lower().endswith(".npy"):
         name += ".npy"
     return p.with_name(name)
+
+
+def file_prefix(container: Container, shape: tuple) -> bytes | None:
+    """The bytes that come before the data when writing decoded items of ``shape`` (N, *item) as ``container``'s
+    kind of file, so the data can follow chunk by chunk; None for PNG (rendered whole by ``render``).
+
+    For a sub-range of the archive's items, the npy/IDX header is rewritten for N items (same dtype, same layout);
+    ``ArchiveError`` when the item shape disagrees with the stored header."""
+    shape = tuple(int(d) for d in shape)
+    if container.kind == "raw":
+        if len(shape) != 1:
+            raise ArchiveError(f"decoded data has shape {shape}, not the 1-D bytes of a raw file; corrupt")
+        return b""
+    if container.kind == "none":
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        return buf.getvalue()
+    if container.kind == "npy":
+        d = _npy_header_fields(container.header)
+        stored = tuple(d["shape"])
+        full = (1, *stored) if len(stored) == 2 else stored
+        if shape[1:] != full[1:]:
+            raise ArchiveError(f"decoded items have shape {shape[1:]} but the stored .npy header says {stored}; "
+                               "the archive is corrupt")
+        if shape == full:
+            return container.header
+        buf = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buf, {"descr": d["descr"], "fortran_order": False, "shape": shape})
+        return buf.getvalue()
+    if container.kind == "idx":
+        stored = tuple(int(s) for s in np.frombuffer(container.header[4:], dtype=">u4"))
+        full = (1, *stored) if len(stored) == 2 else stored
+        if shape[1:] != full[1:]:
+            raise ArchiveError(f"decoded items have shape {shape[1:]} but the stored IDX header says {stored}; "
+                               "the archive is corrupt")
+        if shape == full:
+            return container.header
+        return idx_header(shape)
+    return None

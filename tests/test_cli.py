@@ -410,9 +410,12 @@ def test_archive_whose_model_is_missing(tmp_path, monkeypatch):
 def test_data_no_model_fits_lists_the_models(tmp_path):
     src = tmp_path / "big.npy"
     src.write_bytes(npy_bytes(np.zeros((2, 5, 5), np.uint8)))
-    r = run("compress", src)
+    r = run("compress", src, "--method", "bits-back")
     assert_user_error(r, 4, "no installed model fits", "toy-grey", "4 x 4", "0..255", "toy-binary", "0..1")
     assert not (tmp_path / "big.npy.bba").exists()
+    r = run("compress", src)  # auto: a classical codec, saying why
+    assert r.exit_code == 0 and "no installed model fits items of shape (5, 5)" in r.output, r.output
+    (tmp_path / "big.npy.bba").unlink()
     assert_user_error(run("compress", src, "--model", "toy-grey"), 4, "does not fit")
     assert_user_error(run("compress", src, "--model", "nonexistent"), 4, "nonexistent")
     assert_user_error(run("compress", src, "--model", tmp_path / "w.safetensors"), 4, "no such file")
@@ -421,7 +424,7 @@ def test_data_no_model_fits_lists_the_models(tmp_path):
 
 @pytest.mark.parametrize("payload, fragment", [
     (b"", "empty"),
-    (b"hello world", "unsupported input"),
+    (b"hello world", "not a uint8 .npy array"),
     (npy_bytes(np.zeros((2, 4, 4), np.float32)), "dtype"),
     (npy_bytes(np.asfortranarray(np.zeros((2, 4, 4), np.uint8))), "Fortran"),
     (npy_bytes(np.zeros((2, 4, 4), np.uint8))[:-5], "truncated"),
@@ -434,17 +437,28 @@ def test_data_no_model_fits_lists_the_models(tmp_path):
     (b"\x1f\x8b\x08\x00garbage", "gzip"),
     (b"\x89PNG\r\n\x1a\n" + bytes(20), "PNG"),
 ])
-def test_unreadable_inputs(tmp_path, payload, fragment):
+def test_unreadable_inputs_compress_as_raw_bytes(tmp_path, payload, fragment):
+    """Files that do not read as npy/IDX/PNG are coded as their bytes, with a note saying why, byte-exact back."""
     src = tmp_path / "in.dat"
     src.write_bytes(payload)
-    assert_user_error(run("compress", src), 2, fragment)
-    assert files_in(tmp_path) == {"in.dat"}
+    r = run("compress", src)
+    assert r.exit_code == 0 and fragment in r.output and "raw bytes" in r.output, r.output
+    archive = tmp_path / "in.dat.bba"
+    assert archive.stat().st_size <= len(payload) + 64
+    src.unlink()
+    assert run("decompress", archive).exit_code == 0
+    assert src.read_bytes() == payload
 
 
-def test_sixteen_bit_png_is_refused(tmp_path):
+def test_sixteen_bit_png_is_coded_as_its_bytes(tmp_path):
     src = tmp_path / "deep.png"
     Image.fromarray(np.arange(16, dtype=np.uint16).reshape(4, 4) * 1000).save(src)
-    assert_user_error(run("compress", src), 2, "mode")
+    original = src.read_bytes()
+    r = run("compress", src)
+    assert r.exit_code == 0 and "mode" in r.output and "raw bytes" in r.output, r.output
+    src.unlink()
+    assert run("decompress", tmp_path / "deep.png.bba").exit_code == 0
+    assert src.read_bytes() == original
 
 
 def test_compressing_an_archive_is_refused(tmp_path):
