@@ -136,11 +136,15 @@ def next_particle_batch(available_bits: float, pop_bits_per_particle: float, rem
 
 
 def expand_particles(triples, n_items: int, max_particles: int) -> list[tuple[int, int]]:
-    """(size, particles) per batch from (size, particles, repeat) triples, checked like ``expand``."""
-    for _, k, _ in triples:
+    """(size, particles) per batch from (size, particles, repeat) triples, checked like ``expand`` and against
+    the ``PARTICLE_ROWS`` limit the encoder keeps (so a hostile archive cannot make the decoder allocate more)."""
+    for size, k, _ in triples:
         if not 1 <= k <= max_particles:
             raise ArchiveError(f"the archive's batch schedule uses {k} particles, outside 1..{max_particles}; "
                                "the archive is corrupt")
+        if k > 1 and size * k > max(PARTICLE_ROWS, k):  # the encoder never writes such a batch: refuse to allocate it
+            raise ArchiveError(f"the archive's batch schedule has a batch of {size} items x {k} particles, more than "
+                               f"any bbans writes ({PARTICLE_ROWS} rows); the archive is corrupt")
     sizes = expand([((size, k), repeat) for size, k, repeat in triples], n_items)
     return list(sizes)
 

@@ -152,6 +152,8 @@ def test_run_lengths_of_particle_batches_round_trip():
     assert schedule.expand_particles(runs, 16, 4) == sizes
     with pytest.raises(ArchiveError):
         schedule.expand_particles(runs, 16, 3)  # a batch with more particles than the archive allows
+    with pytest.raises(ArchiveError, match="rows"):
+        schedule.expand_particles([(10 ** 6, 4, 1)], 10 ** 6, 4)  # larger than any encoder writes
 
 
 # ---------------------------------------------------------------- errors
