@@ -154,6 +154,33 @@ def one_image_table(results: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
+README_START = "<!-- benchmarks/run.py: start -->"
+README_END = "<!-- benchmarks/run.py: end -->"
+
+
+def readme_block(sections: list[list[str]], stamp: str) -> list[str]:
+    """The README's copy of the results: ``stamp`` (when and under what load), then each set's heading (as bold
+    text) and table, verbatim from BENCHMARKS.md."""
+    block = [stamp, ""]
+    for section in sections:
+        heading = section[0].removeprefix("## ")
+        table = section[2:section.index("", 2)]
+        block += [f"**{heading}**", "", *table, ""]
+    return block[:-1]
+
+
+def update_readme(path: Path, block: list[str]) -> None:
+    """Replace the lines between README_START and README_END in ``path`` with ``block`` (nothing else changes)."""
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        log(f"{path.name} has no {README_START} ... {README_END} markers; its results table was not updated")
+        return
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    path.write_text(head + README_START + "\n" + "\n".join(block) + "\n" + README_END + tail)
+    log(f"updated the results tables in {path.name}")
+
+
 def machine_lines(load_start: tuple, load_end: tuple, job_loads: list[float], torch_info: str) -> list[str]:
     cpu = "unknown CPU"
     mem_total = ""
@@ -170,6 +197,10 @@ def machine_lines(load_start: tuple, load_end: tuple, job_loads: list[float], to
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=ROOT, check=False).stdout.strip() or "?"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "bbans", "models", "cli"],
+                               capture_output=True, text=True, cwd=ROOT, check=False).stdout.splitlines()
+        if dirty:
+            commit += f" with uncommitted edits to {len(dirty)} tracked files in bbans/, models/, cli/"
     except OSError:
         commit = "?"
     return [(f"- Machine: {cpu}, {os.cpu_count()} cores{mem_total}, no GPU used; {platform.system()} "
@@ -210,7 +241,8 @@ def main() -> None:
             log(f"{name}: {len(data):,} images")
             rows = bench_set(Path(tmp) / f"{name}.npy", data, nll_items, a.nll_samples, a.threads)
             for _, _, ev in rows["models"]:
-                torch_info = f"torch {ev['torch']} ({ev['torch_threads']} threads)"
+                n = ev["torch_threads"]
+                torch_info = f"torch {ev['torch']} ({n} thread{'' if n == 1 else 's'} for bbans)"
             sections.append(set_table(title, data, rows, int(data.max()) <= 1, len(everything)))
             one = Path(tmp) / f"{name}-one.npy"
             np.save(one, everything[:1])
@@ -236,6 +268,11 @@ def main() -> None:
     if out:
         out.write_text(text + "\n")
         log(f"wrote {out}")
+    if full and not a.out:
+        stamp = (f"Measured {started:%Y-%m-%d} with `{cmd}`; 1-minute load average {min(JOB_LOADS):.1f} to "
+                 f"{max(JOB_LOADS):.1f} on the 2 cores while it ran (times are wall seconds and slow down with load; "
+                 "sizes are exact).")
+        update_readme(ROOT / "README.md", readme_block(sections, stamp))
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def main() -> None:
         f"| test NLL, importance-sampled k={a.nll_samples}, same subset | {nll:.4f} |",
         "",
         f"Measured by `python scripts/ship_model.py {a.name} CHECKPOINT --hardware ...` ({eval_min:.1f} min of "
-        "evaluation). Archive rates: see README and `benchmarks/bench_mnist.py`.",
+        "evaluation). Archive rates: see README and BENCHMARKS.md (`python benchmarks/run.py`).",
     ]
     (WEIGHTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

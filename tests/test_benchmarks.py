@@ -104,3 +104,22 @@ def test_set_table_reports_the_measured_figures():
     dims = GREY.size
     assert f"**{8 * 1000 / dims:.4f}** | 1.2500 | 1.2000 | 1.0 | 2.0 | 300 (200) |" in text
     assert f"| gzip -9 | {8 * 2000 / dims:.4f} |" in text and "4 images, all" in text
+
+
+def test_readme_block_replaces_only_the_marked_region(tmp_path):
+    section = ["## 8-bit set (4 images, all)", "", "| codec | bits/dim |", "|---|---|", "| x | 1.0 |", "", "- note"]
+    block = run.readme_block([section], "stamp")
+    assert block == ["stamp", "", "**8-bit set (4 images, all)**", "", "| codec | bits/dim |", "|---|---|",
+                     "| x | 1.0 |"]
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{run.README_START}\nold table\n{run.README_END}\nafter\n")
+    run.update_readme(readme, block)
+    assert readme.read_text() == f"intro\n{run.README_START}\n" + "\n".join(block) + f"\n{run.README_END}\nafter\n"
+
+
+def test_readme_results_are_the_committed_benchmark_tables():
+    readme = (ROOT / "README.md").read_text()
+    bench = (ROOT / "BENCHMARKS.md").read_text()
+    block = readme.split(run.README_START, 1)[1].split(run.README_END, 1)[0]
+    rows = [line for line in block.splitlines() if line.startswith("| ")]
+    assert len(rows) >= 2 * 9 and all(line in bench for line in rows)
