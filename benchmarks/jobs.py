@@ -12,8 +12,8 @@ Jobs (``data`` is a uint8 ``.npy`` of shape (N, 28, 28); times are wall seconds 
 
 - ``generic`` ``codec``: a ``bbans.classic`` reference tool on the raw bytes (binary data packed 8 values per byte);
 - ``image`` ``fmt`` ("png" | "webp"): Pillow, one file per image, sizes summed;
-- ``bbans`` ``model``, ``method``, ``threads``: ``bbans.compress_with_report`` then ``bbans.decompress`` with
-  torch limited to ``threads`` threads;
+- ``bbans`` ``model``, ``method``, ``threads``, ``particles``: ``bbans.compress_with_report`` then
+  ``bbans.decompress`` with torch limited to ``threads`` threads (``particles`` K > 1: Monte-Carlo bits-back);
 - ``model_eval`` ``model``, ``nll_items``, ``nll_samples``, ``threads``: the float model's -ELBO on all items and
   its importance-sampled NLL estimate (seed Eq. 15) on a seeded random subset, bits/dim;
 - ``one_image``: bytes of every codec above on ``data`` (a single image).
@@ -110,7 +110,7 @@ def job_image(data: np.ndarray, fmt: str) -> dict:
             "exact": bool(np.array_equal(back, data))}
 
 
-def job_bbans(data: np.ndarray, model: str, method: str = "bits-back", threads: int = 1) -> dict:
+def job_bbans(data: np.ndarray, model: str, method: str = "bits-back", threads: int = 1, particles: int = 1) -> dict:
     import torch
 
     import bbans
@@ -118,7 +118,8 @@ def job_bbans(data: np.ndarray, model: str, method: str = "bits-back", threads: 
     torch.set_num_threads(threads)
     m = bbans.load_model(model)
     t = time.perf_counter()
-    blob, report = bbans.compress_with_report(data, m, method=method)
+    kw = {"particles": particles} if particles > 1 else {}  # K > 1: Monte-Carlo bits-back (bbans/importance.py)
+    blob, report = bbans.compress_with_report(data, m, method=method, **kw)
     t_enc = time.perf_counter() - t
     t = time.perf_counter()
     back = bbans.decompress(blob, m)

@@ -82,10 +82,12 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def bench_set(path: Path, data: np.ndarray, nll_items: int, nll_samples: int, threads: int) -> dict:
-    """All rows of one set: {"codecs": [(name, result)], "models": [(name, archive result, eval result)]}."""
+def bench_set(path: Path, data: np.ndarray, nll_items: int, nll_samples: int, threads: int,
+              particles: list[int]) -> dict:
+    """All rows of one set: {"codecs": [(name, result)], "models": [(name, archive result, eval result)],
+    "particles": [(name, K, archive result)]}."""
     np.save(path, data)
-    out = {"codecs": [], "models": []}
+    out = {"codecs": [], "models": [], "particles": []}
     generic = [name for name, _, _ in REFERENCE_CODECS] + [name for name, _, _ in optional_reference_codecs()]
     for name in generic:
         log(f"  {name}")
@@ -101,6 +103,10 @@ def bench_set(path: Path, data: np.ndarray, nll_items: int, nll_samples: int, th
         ev = run_job({"job": "model_eval", "model": model, "nll_items": nll_items, "nll_samples": nll_samples,
                       "threads": threads, "data": str(path)})
         out["models"].append((model, arch, ev))
+        for k in particles:
+            log(f"  bbans {model}: Monte-Carlo bits-back, {k} particles")
+            out["particles"].append((model, k, run_job({"job": "bbans", "model": model, "method": "bits-back",
+                                                        "threads": threads, "particles": k, "data": str(path)})))
     return out
 
 
@@ -124,6 +130,13 @@ def set_table(title: str, data: np.ndarray, rows: dict, binary: bool, n_total: i
                      f"same images; NLL = −log of the {ev['nll_samples']}-sample importance estimate (seed Eq. 15) "
                      f"on {ev['nll_items']:,} of these images (seeded random subset), whose "
                      f"−ELBO is {ev['neg_elbo_subset']:.4f}; round trip byte-exact.")
+        for m, k, r in rows.get("particles", ()):
+            if m == model:
+                lines.append(f"| bbans `{model}`, Monte-Carlo bits-back, K = {k} | {8 * r['bytes'] / dims:.4f} | "
+                             f"| | {r['encode_s']:.1f} | {r['decode_s']:.1f} | {mem(r)} |")
+                notes.append(f"bbans `{model}` with K = {k} particles (`particles={k}`, archive method "
+                             f"{r['method']}): pays about the IWAE-{k} bound instead of the −ELBO, at about {k}× "
+                             "the model work; round trip byte-exact.")
     for name, r in sorted(rows["codecs"], key=lambda t: t[1]["bytes"]):
         lines.append(f"| {name} | {8 * r['bytes'] / dims:.4f} | | | {r['encode_s']:.1f} | {r['decode_s']:.1f} | "
                      f"{mem(r)} |")
@@ -222,10 +235,18 @@ def main() -> None:
     p.add_argument("--nll-samples", type=int, default=250, help="importance samples per image (default 250)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for bbans (default 1: every other codec "
                    "here is single-threaded, and 2 threads slow down many-fold when another process holds a core)")
+    p.add_argument("--particles", default="", help="comma-separated particle counts K > 1: add a bbans row "
+                   "with Monte-Carlo bits-back per K (about K times slower; off by default)")
     p.add_argument("--out", default=None, help="markdown file to write (default: BENCHMARKS.md for a run on the "
                    "whole sets, nothing otherwise)")
     a = p.parse_args()
     limit = 500 if a.quick and a.limit is None else a.limit
+    try:
+        particles = [int(k) for k in a.particles.split(",") if k.strip()]
+    except ValueError:
+        sys.exit(f"benchmarks/run.py: error: --particles takes integers separated by commas, got {a.particles!r}")
+    if any(k < 2 for k in particles):
+        sys.exit("benchmarks/run.py: error: --particles counts must be at least 2 (K = 1 is the plain bbans row)")
     nll_items = a.nll_items or (50 if a.quick else 1000)
     try:
         optional_reference_codecs()
@@ -239,7 +260,7 @@ def main() -> None:
             everything = load_dataset(name)
             data = everything[evenly_spaced(len(everything), limit)]
             log(f"{name}: {len(data):,} images")
-            rows = bench_set(Path(tmp) / f"{name}.npy", data, nll_items, a.nll_samples, a.threads)
+            rows = bench_set(Path(tmp) / f"{name}.npy", data, nll_items, a.nll_samples, a.threads, particles)
             for _, _, ev in rows["models"]:
                 n = ev["torch_threads"]
                 torch_info = f"torch {ev['torch']} ({n} thread{'' if n == 1 else 's'} for bbans)"

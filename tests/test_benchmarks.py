@@ -71,13 +71,14 @@ def test_png_of_binary_images_is_one_bit():
     assert Image.open(io.BytesIO(jobs.image_encode(BINARY[0], "png", True))).mode == "1"
 
 
-def test_bbans_job_round_trips_with_the_shipped_model():
+@pytest.mark.parametrize("particles, method", [(1, "bits-back"), (2, "bits-back-is")])
+def test_bbans_job_round_trips_with_the_shipped_model(particles, method):
     before = torch.get_num_threads()
     try:
-        r = jobs.job_bbans(BINARY, "binarized-mnist", threads=1)
+        r = jobs.job_bbans(BINARY, "binarized-mnist", threads=1, particles=particles)
     finally:
         torch.set_num_threads(before)
-    assert r["exact"] is True and r["method"] == "bits-back" and r["bytes"] > 0
+    assert r["exact"] is True and r["method"] == method and r["bytes"] > 0
 
 
 def test_run_job_uses_a_fresh_process_and_reports_peak_memory(tmp_path):
