@@ -11,7 +11,8 @@ prints one JSON object on its last stdout line: the job's figures, plus
 Jobs (``data`` is a uint8 ``.npy`` of shape (N, 28, 28); times are wall seconds of the codec calls alone):
 
 - ``generic`` ``codec``: a ``bbans.classic`` reference tool on the raw bytes (binary data packed 8 values per byte);
-- ``image`` ``fmt`` ("png" | "webp"): Pillow, one file per image, sizes summed;
+- ``image`` ``fmt`` ("png" | "webp"): Pillow, one file per image, sizes summed (and the size of one blank image's
+  file, the per-file floor of headers and framing);
 - ``bbans`` ``model``, ``method``, ``threads``, ``particles``: ``bbans.compress_with_report`` then
   ``bbans.decompress`` with torch limited to ``threads`` threads (``particles`` K > 1: Monte-Carlo bits-back);
 - ``model_eval`` ``model``, ``nll_items``, ``nll_samples``, ``threads``: the float model's -ELBO on all items and
@@ -106,7 +107,8 @@ def job_image(data: np.ndarray, fmt: str) -> dict:
     t = time.perf_counter()
     back = np.stack([image_decode(b, binary) for b in blobs]) if blobs else data[:0]
     t_dec = time.perf_counter() - t
-    return {"bytes": sum(map(len, blobs)), "encode_s": t_enc, "decode_s": t_dec,
+    blank = len(image_encode(np.zeros(data.shape[1:], np.uint8), fmt, binary))  # the per-file floor
+    return {"bytes": sum(map(len, blobs)), "encode_s": t_enc, "decode_s": t_dec, "blank_bytes": blank,
             "exact": bool(np.array_equal(back, data))}
 
 

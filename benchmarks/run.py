@@ -140,10 +140,13 @@ def set_table(title: str, data: np.ndarray, rows: dict, binary: bool, n_total: i
     for name, r in sorted(rows["codecs"], key=lambda t: t[1]["bytes"]):
         lines.append(f"| {name} | {8 * r['bytes'] / dims:.4f} | | | {r['encode_s']:.1f} | {r['decode_s']:.1f} | "
                      f"{mem(r)} |")
+    floors = [f"{name} {r['blank_bytes']} bytes ({8 * r['blank_bytes'] / data[0].size:.2f} bits/dim)"
+              for name, r in rows["codecs"] if "blank_bytes" in r]
     raw_note = "binary pixels packed 8 per byte" if binary else "raw pixel bytes"
     notes.append(f"Generic codecs: the tool's file format on the {raw_note} of all images in one stream (no IDX "
                  "header). PNG/WebP: one lossless file per image, sizes summed"
-                 + ("; PNG as 1-bit mode \"1\", WebP (no 1-bit mode) as 8-bit grey 0/255." if binary else "."))
+                 + ("; PNG as 1-bit mode \"1\", WebP (no 1-bit mode) as 8-bit grey 0/255" if binary else "")
+                 + f". Per-file floor (an all-black image's file): {', '.join(floors)}.")
     return lines + [""] + [f"- {n}" for n in notes] + [""]
 
 
