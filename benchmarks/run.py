@@ -219,9 +219,12 @@ def machine_lines(load_start: tuple, load_end: tuple, job_loads: list[float], to
             commit += f" with uncommitted edits to {len(dirty)} tracked files in bbans/, models/, cli/"
     except OSError:
         commit = "?"
+    from importlib.metadata import version
+
+    libs = ", ".join(f"{name} {version(name)}" for name in ("pillow", "zstandard", "brotli"))
     return [(f"- Machine: {cpu}, {os.cpu_count()} cores{mem_total}, no GPU used; {platform.system()} "
-             f"{platform.release()}; Python {platform.python_version()}, {torch_info}, bbans {bbans.__version__} "
-             f"(git {commit})."),
+             f"{platform.release()}; Python {platform.python_version()} (zlib, bz2, lzma from its standard library; "
+             f"{libs}), {torch_info}, bbans {bbans.__version__} (git {commit})."),
             (f"- Load average (1/5/15 min) at start {'/'.join(f'{v:.2f}' for v in load_start)}, at end "
              f"{'/'.join(f'{v:.2f}' for v in load_end)}; 1-minute load when each codec started: "
              f"{min(job_loads):.2f} to {max(job_loads):.2f}. Other work shares these cores, so wall times can vary a "
