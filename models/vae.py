@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from bbans import tables
 
-from .likelihoods import bernoulli_log_prob, logistic_mixture_log_prob
+from .likelihoods import bernoulli_log_prob, logistic_mixture_log_prob, split_mixture_params
 
 # Posterior log-sigma bounds (natural log), from the integer path, which stores round(64 * log sigma).
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = tables.LOG_SIGMA_MIN / 64, tables.LOG_SIGMA_MAX / 64
@@ -89,13 +89,21 @@ class ConvVAE(nn.Module):
             return logistic_mixture_log_prob(x, raw, self.config.components)
         return bernoulli_log_prob(x, raw)
 
-    def elbo_terms(self, x: torch.Tensor):
-        """(reconstruction cost -log p(x|z), KL(q||p)) in nats per item, each (B,); one posterior sample."""
+    def elbo_terms(self, x: torch.Tensor, reconstruction: str = "likelihood"):
+        """(reconstruction cost, KL(q||p) in nats) per item, each (B,); one posterior sample.
+
+        ``reconstruction``: "likelihood" (default) -> -log p(x|z) in nats, the true -ELBO's first term; "mse" ->
+        the squared error of the decoder's mean on the [0, 1] pixel scale, sum over pixels of ((x - mean) / 255)^2
+        (8-bit mixture models only; the mean of component 0): the MSE objective of seed Sec. 5.1, kept only to show
+        how much worse it codes (``bbans_models.mse``)."""
         mu, log_sigma = self.posterior(x)
         z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
-        rec = self.log_likelihood(x, self.decode(z))
         kl = 0.5 * (mu.pow(2) + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).flatten(1).sum(1)
-        return -rec, kl
+        if reconstruction == "mse":
+            return squared_error(x, self.decode(z), self.config), kl
+        if reconstruction != "likelihood":
+            raise ValueError(f"unknown reconstruction {reconstruction!r}: 'likelihood' or 'mse'")
+        return -self.log_likelihood(x, self.decode(z)), kl
 
     def neg_elbo(self, x: torch.Tensor) -> torch.Tensor:
         """Single-sample -ELBO in nats per item, shape (B,), with the analytic KL to N(0, I)."""
@@ -114,6 +122,14 @@ class ConvVAE(nn.Module):
             log_prior = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).flatten(1).sum(1)
             out.append(self.log_likelihood(x, self.decode(z)) + log_prior - log_q)
         return torch.stack(out)
+
+
+def squared_error(x: torch.Tensor, raw: torch.Tensor, config: VAEConfig) -> torch.Tensor:
+    """Sum over pixels of ((x - mean) / 255)^2 per item, (B,); mean: component 0 of the logistic-mixture head."""
+    if config.likelihood != "logistic_mixture":
+        raise ValueError("the MSE reconstruction is defined for 8-bit (logistic_mixture) models only")
+    means = split_mixture_params(raw, config.components)[1][:, :1]
+    return ((x.to(means.dtype) - means) / 255.0).pow(2).flatten(1).sum(1)
 
 
 def nats_to_bits_per_dim(nats: float, dims: int) -> float:
