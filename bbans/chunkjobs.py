@@ -14,12 +14,14 @@ import os
 import time
 import zlib
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import archive, chunked
 from .errors import ArchiveError, BBANSError, InputError
+from .itemsource import ArraySource
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _models: dict = {}  # per process: model reference -> loaded model
@@ -119,12 +121,23 @@ def _check_jobs(jobs, model, model_ref) -> int:
     return int(jobs)
 
 
+@contextmanager
 def _pool(jobs: int):
+    """A spawn-started process pool; on any exception (Ctrl-C included) its workers are stopped at once instead
+    of finishing their chunks."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker)
+    try:
+        yield pool
+    except BaseException:
+        for proc in list(getattr(pool, "_processes", {}).values()):  # no public API stops running tasks
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _ordered(pool, fn, tasks, window: int):
@@ -191,7 +204,12 @@ def compress_to(f, source, *, model=None, model_ref: str | None = None, method: 
             if progress is not None:
                 progress(j, n)
     else:
-        tasks = ((source, k, i, j, model_ref, method, batch_size, want_elbo, options) for k, i, j in spans)
+        def task(k, i, j):  # workers read file regions themselves; in-memory items travel as just the chunk
+            if hasattr(source, "path"):
+                return source, k, i, j, model_ref, method, batch_size, want_elbo, options
+            return ArraySource(source.read(i, j)), k, 0, j - i, model_ref, method, batch_size, want_elbo, options
+
+        tasks = (task(k, i, j) for k, i, j in spans)
         with _pool(jobs) as pool:
             for (k, i, j), res in zip(spans, _ordered(pool, _encode_task, tasks, 2 * jobs)):
                 take(res, source.read(i, j))  # the parent re-reads the chunk for the whole-data CRC
@@ -281,8 +299,6 @@ def decompress_bytes(blob: bytes, model=None) -> np.ndarray:
 def compress_bytes(data: np.ndarray, model=None, **kw) -> tuple[bytes, ChunkedReport]:
     """A chunked archive of ``data`` (uint8 (N, *item_shape)) in memory; keywords as ``compress_to``."""
     import io
-
-    from .itemsource import ArraySource
 
     f = io.BytesIO()
     rep = compress_to(f, ArraySource(np.asarray(data)), model=model, **kw)

@@ -39,7 +39,8 @@ def compress_chunked(inp: Input, out, *, model_ref, method: str, batch_size: int
     ratio = (f"{size / max(rep.archive_bytes, 1):.2f}x smaller than the input file" if rep.archive_bytes <= size
              else f"{rep.archive_bytes / max(size, 1):.2f}x LARGER than the input file")
     rows = [
-        ("input", f"{inp.name}: {inp.description}; {fmt_bytes(size)} (read in chunks)"),
+        ("input", f"{inp.name}: {inp.description}; {fmt_bytes(size)}"
+                  + (" (memory-mapped, read one chunk at a time)" if hasattr(inp.source, "path") else "")),
         ("data", f"{fmt_shape(inp.shape)} uint8"),
         ("method", f"{rep.method}" + (f" ({rep.reason})" if rep.reason else "")),
         ("chunks", f"{rep.n_chunks:,} independent chunks of up to {rep.chunk_items:,} items "

@@ -69,7 +69,8 @@ def cli():
     """Lossless compression of image data with bits-back coding (BB-ANS) over VAEs.
 
     A trained latent-variable model (a VAE) is turned into a lossless code: each item costs about the
-    model's -ELBO in bits. Inputs are uint8 (or bool) .npy arrays, MNIST IDX files (plain or .gz) and PNG images.
+    model's -ELBO in bits. Inputs are uint8 (or bool) .npy arrays, MNIST IDX files (plain or .gz) and PNG images;
+    any other file is compressed as raw bytes with a classical codec.
     """
 
 
@@ -226,6 +227,25 @@ Inputs (detected by content, not by name):
          as the uncompressed IDX file (gzip output differs between gzip programs)
   PNG    one 8-bit image (modes 1, L, P, LA, RGB, RGBA): restored with identical pixels,
          mode, palette and transparency, but not identical file bytes
+  other  any other file (text, random bytes, a 16-bit PNG, a float .npy, ...): its raw
+         bytes, coded with the smallest classical codec and restored byte for byte
+
+\b
+No model fits (or the model would do worse): --method auto picks the smallest classical
+codec and says why; the archive is never more than the input file plus a small header
+(about 25 bytes, plus ~30 bytes per chunk). Inputs of more than one chunk (default
+10,000 items, at most 8 MiB; --chunk-items) become a multi-chunk archive: .npy, IDX and
+raw inputs are read through a memory map one chunk at a time (memory does not grow with
+the input), -j N codes chunks in N processes with identical output for any N, and
+'bbans decompress --range I:J' decodes only the chunks holding items I..J-1.
+The archive is written to a temporary file and renamed when complete; the input is
+kept unless --rm; '-' reads standard input (and writes the archive to stdout).
+
+\b
+Examples of the above:
+  bbans compress notes.txt                        # raw bytes, lzma/bz2/deflate/stored
+  bbans compress train-images.npy -j 2 --no-elbo  # 60,000 items: 6 chunks, 2 processes
+  tar c photos | bbans compress - > photos.tar.bba
 """)
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Archive path (default: FILE.bba); a folder puts FILE.bba there.")
@@ -398,7 +418,7 @@ def decompress(file: Path, output: Path | None, model_ref: str | None, force: bo
     t0 = time.perf_counter()
     with Progress("decompressing") as progress:
         try:
-            done = streams.decompress_file(file, None, model, model_ref, force, item_range, jobs, progress, target)
+            done = streams.decompress_file(file, model, model_ref, force, item_range, jobs, progress, target)
         except ModelError as exc:
             hint = "" if model_ref else " (if you have the model's weights file, pass it with --model PATH)"
             raise ModelError(f"{file}: {exc}{hint}") from None
@@ -763,8 +783,15 @@ def train(dataset: str, out: Path, minutes: float, epochs: int | None, latent_ch
     click.echo(f"use it with: bbans compress DATA --model {out}")
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: temporary outputs are removed
+
+
 def main(argv=None):
     """Console-script entry point."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     return cli.main(args=argv, prog_name="bbans")
 
 

@@ -249,12 +249,12 @@ class Decoded:
     gzip: bool = False  # idx: the original was gzip-compressed
 
 
-def decompress_file(file, out: Path | None, model, model_ref, force: bool, item_range: str | None, jobs: int,
-                    progress, default_out) -> Decoded:
-    """Decode the archive ``file`` (``-``: stdin) into ``out`` (None: stdout), all items or ``item_range``.
+def decompress_file(file, model, model_ref, force: bool, item_range: str | None, jobs: int, progress,
+                    output_for) -> Decoded:
+    """Decode the archive ``file`` (``-``: stdin), all items or ``item_range`` ('I:J').
 
-    ``default_out(path, container)`` names the output when ``out`` is a folder or missing (the caller resolves it).
-    Nothing appears under ``out`` unless every checksum verified.
+    ``output_for(container)`` gives the output path for the archive's container info (None: stdout). Nothing
+    appears under that path unless every checksum verified (stdout gets a multi-chunk archive chunk by chunk).
     """
     import bbans
     from bbans import chunked, chunkjobs
@@ -276,7 +276,7 @@ def decompress_file(file, out: Path | None, model, model_ref, force: bool, item_
         i, j = parse_range(item_range, n) if item_range else (0, n)
         if n == 0:
             i = j = 0
-        target = default_out(container)
+        target = output_for(container)
         shape = (j - i, *h.shape[1:])
         prefix = formats.file_prefix(container, shape)
         if prefix is None and (i, j) != (0, n):
