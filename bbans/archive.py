@@ -44,6 +44,7 @@ METHODS = {"stored": 0, "bits-back": 1, "deflate": 2, "lzma": 3, "bz2": 4, "bits
 BITS_BACK_METHODS = ("bits-back", "bits-back-is")  # methods whose payload is an ANS stack coded with a model
 MAX_PARTICLES = 4096
 _METHOD_NAMES = {v: k for k, v in METHODS.items()}
+CHUNKED_METHOD_ID = 6  # a multi-chunk archive (bbans/chunked.py): chunk archives + index, not one payload
 DTYPES = {"uint8": 1}
 _DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 MAX_ELEMENTS = 2 ** 40
@@ -190,6 +191,9 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, _Reader, int]:
     """Parse the header; returns it, the reader positioned at the payload, and the payload's length."""
     blob = bytes(blob)
     _check_magic_and_version(blob)
+    if len(blob) > 5 and blob[5] == CHUNKED_METHOD_ID:
+        raise ArchiveError("this is a multi-chunk archive (bbans/chunked.py): decode it with bbans.decompress or "
+                           "'bbans decompress', read its index with bbans.chunked.read_index")
     if len(blob) < 4 + 4 + 4:
         raise ArchiveError("the archive is truncated (shorter than any header); get a complete copy")
     body, stored_crc = blob[:-4], int.from_bytes(blob[-4:], "little")

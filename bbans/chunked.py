@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from . import archive
 from .errors import ArchiveError
 
-METHOD_ID = 6  # the method byte of a chunked archive (ids 0..5 are single-archive methods)
+METHOD_ID = archive.CHUNKED_METHOD_ID  # the method byte of a chunked archive (0..5: single-archive methods)
 FOOTER_MAGIC = b"BBAZ"
 FOOTER_BYTES = 12
 MAX_EXTRA_BYTES = 1 << 20  # container info is at most an npy header (numpy's are < 64 KiB)

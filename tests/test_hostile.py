@@ -45,6 +45,8 @@ def test_chunked_round_trip_and_every_range():
     blob, rep = chunkjobs.compress_bytes(data, TOY, chunk_items=5, method="bits-back")
     assert rep.n_chunks == 5 and rep.methods == {"bits-back": 5}
     np.testing.assert_array_equal(bbans.decompress(blob, TOY), data)
+    with pytest.raises(ArchiveError, match="multi-chunk archive"):
+        bbans.read_header(blob)
     f = io.BytesIO(blob)
     h = chunked.read_index(f)
     assert (h.n_chunks, h.chunk_items, h.shape) == (5, 5, (23, 4, 4))
