@@ -314,7 +314,7 @@ def raw_file_archive(inp: Input, blob: bytes, report):
     report2.reason = (f"the {inp.kind} file's own {inp.file_bytes:,} bytes code smaller ({len(blob2):,} bytes) than "
                       f"its decoded data ({report.method}, {len(blob):,} bytes); {report2.method} of the file's bytes, "
                       "restored byte for byte")
-    inp.notes.append("the archive holds the file's bytes, so decompress restores this exact file")
+    inp.notes[:] = ["the archive holds the file's bytes, so decompress restores this exact file"]
     return blob2, report2
 
 

@@ -226,3 +226,20 @@ def test_a_model_error_in_a_chunk_is_clean(tmp_path, toy_installed):
     blob, _ = chunkjobs.compress_bytes(data, TOY, chunk_items=4, method="bits-back")
     with pytest.raises(ModelError):
         bbans.decompress(blob, ToyBinary((4, 4), sharpness=2.0))
+
+
+def test_cli_a_photo_no_model_fits_never_grows(tmp_path, toy_installed):
+    """A PNG whose pixels code larger than the PNG itself is archived as the file's bytes (restored exactly)."""
+    from PIL import Image
+
+    x = np.linspace(0, 255, 64)
+    grad = (np.add.outer(x, x) / 2).astype(np.uint8)  # PNG's filters code a gradient far below its pixel bytes
+    src = tmp_path / "photo.png"
+    Image.fromarray(np.stack([grad, grad[::-1], grad.T], -1)).save(src)
+    original = src.read_bytes()
+    r = run("compress", src)
+    assert r.exit_code == 0 and "own" in r.output, r.output
+    assert (tmp_path / "photo.png.bba").stat().st_size <= len(original) + 64
+    src.unlink()
+    assert run("decompress", tmp_path / "photo.png.bba").exit_code == 0
+    assert src.read_bytes() == original
