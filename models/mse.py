@@ -33,10 +33,12 @@ def _log_likelihood_nats(model: ConvVAE, x: torch.Tensor, raw: torch.Tensor, log
 
 
 @torch.no_grad()
-def fit_constant_log_scale(model: ConvVAE, data: np.ndarray, seed: int = 0, batch: int = 500) -> tuple[float, float]:
+def fit_constant_log_scale(model: ConvVAE, data: np.ndarray, seed: int = 0, batch: int = 500,
+                           grid_step: float = 0.05) -> tuple[float, float]:
     """(best log-scale in natural-log pixels, its mean log-likelihood in bits/dim) on ``data`` (N,28,28) uint8.
 
-    Grid over the coder's log-scale range (0.05 steps), then golden-section refinement to 1e-4."""
+    Grid over the coder's log-scale range (``grid_step`` apart), then golden-section refinement to 1e-4 between the
+    best grid point's neighbours."""
     if model.config.likelihood != "logistic_mixture" or model.config.components != 1:
         raise ValueError("fit_constant_log_scale needs a logistic_mixture model with components=1")
     model.eval()
@@ -52,7 +54,7 @@ def fit_constant_log_scale(model: ConvVAE, data: np.ndarray, seed: int = 0, batc
         return sum(_log_likelihood_nats(model, x, r, ls) for x, r in zip(xs, raws))
 
     lo_b, hi_b = LOG_SCALE_MIN + 1e-3, LOG_SCALE_MAX - 1e-3
-    grid = np.arange(lo_b, hi_b, 0.05)
+    grid = np.arange(lo_b, hi_b, grid_step)
     best = int(np.argmax([total(v) for v in grid]))
     a, b = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
     g = (math.sqrt(5) - 1) / 2

@@ -37,7 +37,7 @@ def test_mse_term_is_the_squared_error_of_the_mean_on_the_unit_scale():
 
 def test_constant_scale_fit_maximizes_the_likelihood_and_is_installed():
     model, x = _tiny()
-    ls, bits = fit_constant_log_scale(model, x)
+    ls, bits = fit_constant_log_scale(model, x, grid_step=0.25)
     torch.manual_seed(0)  # the same posterior samples as the fit (seed 0, one batch)
     xt = torch.from_numpy(x).unsqueeze(1)
     mu, log_sigma = model.posterior(xt)
