@@ -94,6 +94,9 @@ def _bits_back_archive(data, model, extra, batch_size, progress, particles=1) ->
         except BBANSError as exc:
             raise ModelError(str(exc)) from None
     enc = chain.encode(model, data, batch_size, progress, particles=particles)
+    if len(data) > chain.MAX_ITEMS_PER_BIT * 32 * enc.payload.size + 64:  # the decoder would refuse this archive
+        raise ModelError(f"model {model.name!r} codes these {len(data)} items in under one bit each, which "
+                         "bbans decoders refuse as implausible; use a classical method")
     h = archive.ArchiveHeader(
         method="bits-back-is" if particles > 1 else "bits-back", particles=particles, shape=data.shape,
         data_crc32=_crc(data), extra=extra, model_name=str(model.name),
