@@ -35,9 +35,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import fixedlog
+from . import fixedlog, schedule
 from .codecs import Categorical, Uniform
-from .errors import ArchiveError, BBANSError
+from .errors import ArchiveError, BBANSError, ModelError
 
 
 def _item_sum(cost: np.ndarray, n_items: int) -> np.ndarray:
@@ -90,6 +90,9 @@ def push_batch(model, coder, x: np.ndarray, k: int) -> int:
     weights = selection_weights(particle_costs(model, x, z, q_costs))
     j = Categorical(weights.astype(np.float32)).pop(coder).astype(np.int64)    # (n,)
     got_back = before - coder.num_valid_bits()
+    if coder.num_valid_bits() < schedule.WORD_BITS:  # the decoder treats a stack this low as exhausted
+        raise ModelError("the particles' posterior pops took more bits than the stack held; bits-back cannot code "
+                         "this data safely with this model")
     by_item = z.transpose(1, 0, 2)                                             # (n, k, L)
     others = by_item[_others_mask(n, k, j)].reshape(n, k - 1, -1)
     latent_shape = np.shape(popped[0][0])
@@ -107,6 +110,8 @@ def pop_batch(model, coder, n: int, k: int) -> np.ndarray:
     j = Uniform(k, (n,)).pop(coder).astype(np.int64)
     chosen = model.prior(n).pop(coder)
     x = model.likelihood(chosen).pop(coder)
+    if coder.num_valid_bits() < schedule.WORD_BITS:  # popped past the bottom (an exhausted stack returns zeros)
+        raise ArchiveError("the coded stream ran out before all its items were decoded; the archive is corrupt")
     if x.size and (int(x.min()) < 0 or int(x.max()) > 255):
         raise ArchiveError("the decoded values do not fit uint8; the archive is corrupt or the model is wrong")
     x = np.ascontiguousarray(x, dtype=np.uint8)
