@@ -187,6 +187,25 @@ def _check_magic_and_version(blob: bytes) -> None:
         raise ArchiveError(f"this archive claims format version {blob[4]}, which never existed; the archive is corrupt")
 
 
+def read_dtype_and_shape(r: _Reader) -> tuple[str, tuple]:
+    """Read the dtype byte, the dimension count and the shape varints, refusing unknown types and more than
+    MAX_NDIM dimensions or MAX_ELEMENTS values (shared by single and chunked archives)."""
+    dcode = r.byte("dtype")
+    if dcode not in _DTYPE_NAMES:
+        raise ArchiveError(f"the archive names unknown data type {dcode}; the archive is corrupt or newer than bbans")
+    ndim = r.byte("number of dimensions")
+    if not 1 <= ndim <= MAX_NDIM:
+        raise ArchiveError(f"the archive claims {ndim} dimensions (1..{MAX_NDIM} allowed); the archive is corrupt")
+    shape, count = [], 1
+    for _ in range(ndim):
+        d = r.varint("shape")
+        shape.append(d)
+        count *= d
+        if d > MAX_ELEMENTS or count > MAX_ELEMENTS:
+            raise ArchiveError(f"the archive claims more than 2^40 values ({shape}); the archive is corrupt")
+    return _DTYPE_NAMES[dcode], tuple(shape)
+
+
 def _parse(blob: bytes) -> tuple[ArchiveHeader, _Reader, int]:
     """Parse the header; returns it, the reader positioned at the payload, and the payload's length."""
     blob = bytes(blob)
@@ -206,21 +225,9 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, _Reader, int]:
             f"the archive names unknown coding method {code}; the archive is corrupt or newer than this bbans"
         )
     method = _METHOD_NAMES[code]
-    dcode = r.byte("dtype")
-    if dcode not in _DTYPE_NAMES:
-        raise ArchiveError(f"the archive names unknown data type {dcode}; the archive is corrupt or newer than bbans")
-    ndim = r.byte("number of dimensions")
-    if not 1 <= ndim <= MAX_NDIM:
-        raise ArchiveError(f"the archive claims {ndim} dimensions (1..{MAX_NDIM} allowed); the archive is corrupt")
-    shape, count = [], 1
-    for _ in range(ndim):
-        d = r.varint("shape")
-        shape.append(d)
-        count *= d
-        if d > MAX_ELEMENTS or count > MAX_ELEMENTS:
-            raise ArchiveError(f"the archive claims more than 2^40 values ({shape}); the archive is corrupt")
+    dtype, shape = read_dtype_and_shape(r)
     crc = int.from_bytes(r.take(4, "data checksum"), "little")
-    h = ArchiveHeader(method=method, shape=tuple(shape), data_crc32=crc, dtype=_DTYPE_NAMES[dcode], version=blob[4],
+    h = ArchiveHeader(method=method, shape=shape, data_crc32=crc, dtype=dtype, version=blob[4],
                       archive_bytes=len(blob))
     h.extra = r.blob("extra field")
     if method in BITS_BACK_METHODS:

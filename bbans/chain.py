@@ -47,13 +47,7 @@ def push_batch(model, coder, x: np.ndarray) -> int:
 
 def pop_batch(model, coder, n: int) -> np.ndarray:
     """Pop one batch of ``n`` items off ``coder``: the inverse of ``push_batch``; returns uint8 (n, *data_shape)."""
-    z = model.prior(n).pop(coder)
-    x = model.likelihood(z).pop(coder)
-    if coder.num_valid_bits() < schedule.WORD_BITS:  # popped past the bottom (an exhausted stack returns zeros)
-        raise ArchiveError("the coded stream ran out before all its items were decoded; the archive is corrupt")
-    if x.size and (int(x.min()) < 0 or int(x.max()) > 255):
-        raise ArchiveError("the decoded values do not fit uint8; the archive is corrupt or the model is wrong")
-    x = np.ascontiguousarray(x, dtype=np.uint8)
+    z, x = importance.pop_latents_and_items(model, coder, n)
     model.posterior(x).push(coder, z)
     return x
 

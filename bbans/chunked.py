@@ -178,19 +178,7 @@ def read_index(f) -> ChunkedHeader:
         raise ArchiveError("the archive is truncated (shorter than any chunked archive); get a complete copy")
     pro = read_at(f, 0, min(size - FOOTER_BYTES, MAX_EXTRA_BYTES + 512))
     r = archive._Reader(pro, 6)
-    dcode = r.byte("dtype")
-    if dcode not in archive._DTYPE_NAMES:
-        raise ArchiveError(f"the archive names unknown data type {dcode}; the archive is corrupt or newer than bbans")
-    ndim = r.byte("number of dimensions")
-    if not 1 <= ndim <= archive.MAX_NDIM:
-        raise ArchiveError(f"the archive claims {ndim} dimensions (1..{archive.MAX_NDIM} allowed); it is corrupt")
-    shape, count = [], 1
-    for _ in range(ndim):
-        d = r.varint("shape")
-        shape.append(d)
-        count *= d
-        if d > archive.MAX_ELEMENTS or count > archive.MAX_ELEMENTS:
-            raise ArchiveError(f"the archive claims more than 2^40 values ({shape}); the archive is corrupt")
+    dtype, shape = archive.read_dtype_and_shape(r)
     n_extra = r.varint("extra field length")
     if n_extra > MAX_EXTRA_BYTES:
         raise ArchiveError(f"the archive claims a {n_extra}-byte container field; the archive is corrupt")
@@ -234,7 +222,7 @@ def read_index(f) -> ChunkedHeader:
     for n in lengths:
         offsets.append(pos)
         pos += n
-    return ChunkedHeader(tuple(shape), bytes(extra), chunk_items, data_crc, archive._DTYPE_NAMES[dcode], head[4],
+    return ChunkedHeader(shape, bytes(extra), chunk_items, data_crc, dtype, head[4],
                          offsets, lengths, size)
 
 

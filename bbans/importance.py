@@ -105,16 +105,23 @@ def push_batch(model, coder, x: np.ndarray, k: int) -> int:
     return got_back
 
 
-def pop_batch(model, coder, n: int, k: int) -> np.ndarray:
-    """Pop one batch of ``n`` items coded with ``k`` >= 2 particles: the inverse of ``push_batch``; uint8."""
-    j = Uniform(k, (n,)).pop(coder).astype(np.int64)
-    chosen = model.prior(n).pop(coder)
-    x = model.likelihood(chosen).pop(coder)
+def pop_latents_and_items(model, coder, n: int):
+    """Pop n latents under the prior, then n items under p(x|z): the first half of every batch's decoding (here and
+    in bbans/chain.py). Returns (latents, uint8 items (n, *data_shape)); ArchiveError if the stack ran out or the
+    values do not fit uint8."""
+    z = model.prior(n).pop(coder)
+    x = model.likelihood(z).pop(coder)
     if coder.num_valid_bits() < schedule.WORD_BITS:  # popped past the bottom (an exhausted stack returns zeros)
         raise ArchiveError("the coded stream ran out before all its items were decoded; the archive is corrupt")
     if x.size and (int(x.min()) < 0 or int(x.max()) > 255):
         raise ArchiveError("the decoded values do not fit uint8; the archive is corrupt or the model is wrong")
-    x = np.ascontiguousarray(x, dtype=np.uint8)
+    return z, np.ascontiguousarray(x, dtype=np.uint8)
+
+
+def pop_batch(model, coder, n: int, k: int) -> np.ndarray:
+    """Pop one batch of ``n`` items coded with ``k`` >= 2 particles: the inverse of ``push_batch``; uint8."""
+    j = Uniform(k, (n,)).pop(coder).astype(np.int64)
+    chosen, x = pop_latents_and_items(model, coder, n)
     q = model.posterior(x)
     others = np.stack([np.asarray(q.pop(coder)).reshape(n, -1) for _ in range(k - 1)], axis=1)  # (n, k-1, L)
     by_item = np.empty((n, k, others.shape[2]), np.int64)
