@@ -1,7 +1,10 @@
 """The shipped VAEs as bbans coding models (see ``bbans.protocol``): integer-exact codecs plus float evaluation.
 
-Shapes: data uint8 (B, 28, 28); latents int32 (B, L*7*7) bin indices, z = index * 2^-b on [-8, 8), with the bin
-exponent b from the model file's coder settings.
+Shapes: data uint8 (B, 28, 28); latents int32 (B, latent_size) bin indices, z = index * 2^-b on [-8, 8), with the
+bin exponent b from the model file's coder settings. One latent layer: latent_size = L1*7*7. Two layers: the
+columns hold z1 (L1*7*7) then z2 (L2*7*7), coded by ``bbans.hierarchy.LayeredLatents``: the posterior pops z1 under
+q(z1|x), then z2 under q(z2|z1); the prior pops z2 under N(0, I), then z1 under p(z1|z2).
+Autoregressive models code the pixels with ``bbans.autoregressive.RasterAutoregressive``.
 """
 from __future__ import annotations
 
@@ -15,11 +18,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from bbans import tables
+from bbans.autoregressive import RasterAutoregressive
 from bbans.gaussian import DiscretizedGaussian, StandardGaussian
+from bbans.hierarchy import LayeredLatents
 from bbans.errors import ModelError
 from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
 from .export import FORMAT, METADATA_KEY, MU_EXPONENT
+from .ar_head import ar_head_from_tensors
 from .integer_net import TorchIntNet, forward_numpy, layers_from_tensors
 from .vae import ConvVAE, VAEConfig
 
@@ -73,60 +79,104 @@ class VAECodingModel:
         self._bin_exp = int(self.coder_settings["latent_bin_exponent"])
         self.card = meta.get("card", {})
         layout = meta["int_layers"]
-        self._enc_layers = layers_from_tensors("int.enc", tensors, layout["enc"])
-        self._dec_layers = layers_from_tensors("int.dec", tensors, layout["dec"])
         self._float_state = {k[len("float."):]: v for k, v in tensors.items() if k.startswith("float.")}
         self._float_model = None
         self.backend = backend
-        if backend == "torch":
-            self._enc = TorchIntNet(self._enc_layers, device)
-            self._dec = TorchIntNet(self._dec_layers, device)
-        elif backend == "numpy":
-            self._enc = lambda x: forward_numpy(self._enc_layers, x)
-            self._dec = lambda z: forward_numpy(self._dec_layers, z)
-        else:
+        if backend not in ("torch", "numpy"):
             raise ModelError(f"unknown backend {backend!r}: use 'torch' or 'numpy'")
+        # integer conv nets: enc q(z1|x), dec z1 -> params/context, and for two layers up q(z2|z1), down p(z1|z2)
+        self.int_layers = {part: layers_from_tensors(f"int.{part}", tensors, layout[part])
+                           for part in ("enc", "dec", "up", "down") if part in layout}
+        self._nets = {part: TorchIntNet(layers, device) if backend == "torch"
+                      else (lambda v, layers=layers: forward_numpy(layers, v))
+                      for part, layers in self.int_layers.items()}
+        self._ar = ar_head_from_tensors("int.ar", tensors, layout["ar"]) if "ar" in layout else None
         self.data_shape = (self.config.image_size, self.config.image_size)
         binary = self.config.likelihood == "bernoulli"
         self.value_range = (0, 1) if binary else (0, 255)
         self.latent_shape = self.config.latent_shape
-        self.latent_size = int(np.prod(self.latent_shape))
+        self.layer_sizes = self.config.latent_layer_sizes
+        self.latent_size = int(sum(self.layer_sizes))
 
     # ---- coding (integer-exact) ----------------------------------------------------------------------------
+    @staticmethod
+    def _gaussian_ints(out: np.ndarray):
+        """A Gaussian head's output (B, 2C, h, w) -> (mean in 2^-12 latent units, log-sigma index S), each
+        int64 (B, C*h*w)."""
+        c = out.shape[1] // 2
+        return out[:, :c].reshape(len(out), -1), out[:, c:].reshape(len(out), -1)
+
+    def _gaussian(self, out: np.ndarray) -> DiscretizedGaussian:
+        return DiscretizedGaussian(*self._gaussian_ints(out), self._bin_exp, MU_EXPONENT - self._bin_exp)
+
+    def _standard(self, batch: int, size: int) -> StandardGaussian:
+        """N(0, I) over (batch, size) latents: mean 0, log-sigma index 0, tables shared by all latents."""
+        return StandardGaussian((batch, size), self._bin_exp, MU_EXPONENT - self._bin_exp)
+
     def posterior_ints(self, x: np.ndarray):
-        """x uint8 (B,28,28) -> (mean in 2^-12 latent units, log-sigma index S), int64 (B, latent_size)."""
-        out = self._enc(np.asarray(x).reshape(-1, 1, *self.data_shape))
-        lc = self.config.latent_channels
-        return out[:, :lc].reshape(len(out), -1), out[:, lc:].reshape(len(out), -1)
+        """x uint8 (B,28,28) -> q(z1|x) as (mean in 2^-12 latent units, log-sigma index S), int64 (B, L1*49)."""
+        return self._gaussian_ints(self._nets["enc"](np.asarray(x).reshape(-1, 1, *self.data_shape)))
 
     def posterior_params(self, x: np.ndarray):
-        """x uint8 (B,28,28) -> (mean, std) float64 (B, latent_size) in bin units (for inspection)."""
+        """x uint8 (B,28,28) -> q(z1|x) as (mean, std) float64 (B, L1*49) in bin units (for inspection)."""
         mu_int, s_int = self.posterior_ints(x)
         mean = mu_int.astype(np.float64) / (1 << (MU_EXPONENT - self._bin_exp))
         std = tables.sigma_table()[s_int - tables.LOG_SIGMA_MIN] * float(1 << self._bin_exp)
         return mean, std
 
-    def posterior(self, x: np.ndarray) -> DiscretizedGaussian:
-        mu_int, s_int = self.posterior_ints(x)
-        return DiscretizedGaussian(mu_int, s_int, self._bin_exp, MU_EXPONENT - self._bin_exp)
+    def _layer_input(self, z: np.ndarray, shape: tuple) -> np.ndarray:
+        return np.asarray(z).reshape(-1, *shape)
 
-    def prior(self, batch: int) -> StandardGaussian:
-        """N(0, I): mean 0, log-sigma index 0, tables shared by all latents."""
-        return StandardGaussian((batch, self.latent_size), self._bin_exp, MU_EXPONENT - self._bin_exp)
+    def posterior(self, x: np.ndarray):
+        """q(z|x): one layer, q(z1|x); two layers, z1 ~ q(z1|x) then z2 ~ q(z2|z1) (``LayeredLatents``)."""
+        q1 = self._gaussian(self._nets["enc"](np.asarray(x).reshape(-1, 1, *self.data_shape)))
+        if len(self.layer_sizes) == 1:
+            return q1
+
+        def layer(i, known):
+            return q1 if i == 0 else self._gaussian(self._nets["up"](self._layer_input(known[0], self.latent_shape)))
+
+        return LayeredLatents(len(x), self.layer_sizes, [0, 1], layer)
+
+    def prior(self, batch: int):
+        """p(z): one layer, N(0, I); two layers, z2 ~ N(0, I) then z1 ~ p(z1|z2) (``LayeredLatents``)."""
+        if len(self.layer_sizes) == 1:
+            return self._standard(batch, self.latent_size)
+        top_shape = self.config.top_latent_shape
+
+        def layer(i, known):
+            if i == 1:
+                return self._standard(batch, self.layer_sizes[1])
+            return self._gaussian(self._nets["down"](self._layer_input(known[1], top_shape)))
+
+        return LayeredLatents(batch, self.layer_sizes, [1, 0], layer)
 
     def likelihood_params(self, z: np.ndarray) -> np.ndarray:
-        """z int (B, latent_size) -> integer decoder output (B, C, 28, 28)."""
-        return self._dec(np.asarray(z).reshape(-1, *self.latent_shape))
+        """z int (B, latent_size) -> integer decoder output (B, C, 28, 28) from the bottom layer z1: the
+        likelihood parameters, or with an autoregressive head its context."""
+        z1 = np.asarray(z)[:, : self.layer_sizes[0]]
+        return self._nets["dec"](self._layer_input(z1, self.latent_shape))
+
+    def _pixel_codec(self, params: np.ndarray):
+        """Integer output parameters (..., C) -> the codec of those pixels (shape ...)."""
+        if self.config.likelihood == "bernoulli":
+            return bernoulli_from_logits(params[..., 0])
+        k = self.config.components
+        means = params[..., k:2 * k]                                                         # 1/16 pixel
+        log_scales = _bounded(params[..., 2 * k:], tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX)  # 1/64
+        return DiscretizedLogisticMixture(means, log_scales, params[..., :k])
 
     def likelihood(self, z: np.ndarray):
         out = self.likelihood_params(z)
-        if self.config.likelihood == "bernoulli":
-            return bernoulli_from_logits(out[:, 0])
-        k = self.config.components
-        per_pixel = out.transpose(0, 2, 3, 1)  # (B, 28, 28, 3K)
-        means = per_pixel[..., k:2 * k]                                                         # 1/16 pixel
-        log_scales = _bounded(per_pixel[..., 2 * k:], tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX)  # 1/64
-        return DiscretizedLogisticMixture(means, log_scales, per_pixel[..., :k])
+        if self._ar is None:
+            return self._pixel_codec(out.transpose(0, 2, 3, 1))  # (B, 28, 28, C)
+        ar, shape = self._ar, (len(out), *self.data_shape)
+        ctx_flat = out.reshape(len(out), out.shape[1], -1)
+        return RasterAutoregressive(
+            shape, self.value_range,
+            params_all=lambda x: ar.params_all(out, x.reshape(shape)),
+            params_at=lambda x, t: ar.params_at(ctx_flat, x.reshape(shape), t),
+            codec_for=self._pixel_codec)
 
     # ---- evaluation (float model) --------------------------------------------------------------------------
     @property

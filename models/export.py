@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 from bbans import tables
 
+from .ar_head import ar_head_to_tensors, convert_ar_head
 from .integer_net import convert_sequential, layers_to_tensors
 from .train import load_float_checkpoint
 from .vae import ConvVAE
@@ -36,7 +37,7 @@ def half_bins(bin_exponent: int) -> int:
     return LATENT_RANGE << bin_exponent
 
 
-def coder_settings(likelihood: str, bin_exponent: int) -> dict:
+def coder_settings(config, bin_exponent: int) -> dict:
     """What a decoder must match: recorded in every archive.
 
     Latent bins: every bin of an entropy model keeps a minimum probability (constriction's is 2^-24), so a
@@ -45,9 +46,13 @@ def coder_settings(likelihood: str, bin_exponent: int) -> dict:
     Gaussian: 4096 bins (2^-8 wide) cost 0.86% over -ELBO, 256 bins 0.11%. Latents are coded with the
     integer-table Gaussian of ``bbans.gaussian`` (portable: no float erf).
     """
-    return {"inference": "int-exact-1", "latent_bins": 2 * half_bins(bin_exponent), "latent_bin_exponent": bin_exponent,
-            "latent_codec": "int-gauss-2stage-1",
-            "likelihood": "logistic-mixture-2stage-1" if likelihood == "logistic_mixture" else "bernoulli-1"}
+    likelihood = "logistic-mixture-2stage-1" if config.likelihood == "logistic_mixture" else "bernoulli-1"
+    settings = {"inference": "int-exact-1", "latent_bins": 2 * half_bins(bin_exponent),
+                "latent_bin_exponent": bin_exponent, "latent_codec": "int-gauss-2stage-1",
+                "likelihood": f"raster-ar-{likelihood}" if config.ar_channels else likelihood}
+    if config.top_latent_channels:  # one-layer models keep the settings their archives already record
+        settings["latent_layers"] = "bottom-up-q-top-down-p-2"
+    return settings
 
 
 def _encoder_head(latent_channels: int) -> dict:
@@ -58,8 +63,8 @@ def _encoder_head(latent_channels: int) -> dict:
                 hi=[mu_lim - 1] * lc + [tables.LOG_SIGMA_MAX] * lc)
 
 
-def _decoder_head(model: ConvVAE) -> dict:
-    cfg = model.config
+def _output_head(cfg) -> dict:
+    """The integer output layer's dict(e_out, lo, hi, ...) for the likelihood parameters of ``cfg``."""
     if cfg.likelihood == "bernoulli":
         lim = tables.SIGMOID_HALF
         return dict(e_out=[BERNOULLI_LOGIT_EXPONENT], lo=[-lim], hi=[lim])
@@ -76,21 +81,41 @@ def _decoder_head(model: ConvVAE) -> dict:
     )
 
 
-def build_integer_layers(model: ConvVAE, calibration: np.ndarray, bin_exponent: int):
-    """Integer encoder and decoder layers, activation scales calibrated on ``calibration`` (N,28,28) uint8."""
+def _binned_sample(mu: torch.Tensor, log_sigma: torch.Tensor, bin_exponent: int) -> torch.Tensor:
+    """A posterior sample rounded to the latent bins, as the coder's latents are."""
+    half = half_bins(bin_exponent)
+    z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
+    return torch.round(z * 2 ** bin_exponent).clamp(-half, half - 1) / 2 ** bin_exponent
+
+
+def build_integer_layers(model: ConvVAE, calibration: np.ndarray, bin_exponent: int) -> dict:
+    """Integer networks of ``model``, activation scales calibrated on ``calibration`` (N,28,28) uint8:
+    {"enc": q(z1|x), "dec": z1 -> parameters (or AR context)} plus "up" (q(z2|z1)) and "down" (p(z1|z2)) for a
+    two-layer model and "ar" (an ``IntARHead``) for an autoregressive one."""
     model.eval()
     cfg = model.config
     x = torch.from_numpy(calibration).unsqueeze(1).float()
     e_in = 8 if cfg.likelihood == "logistic_mixture" else 0  # the float net sees x / 2^8 (8-bit) or x (binary)
     x_max = 255 if cfg.likelihood == "logistic_mixture" else 1
-    enc = convert_sequential(model.encoder, x * cfg.input_scale, e_in, x_max, _encoder_head(cfg.latent_channels))
-    with torch.no_grad():
-        mu, log_sigma = model.posterior(x)
-        z = mu + torch.exp(log_sigma) * torch.randn_like(mu)
     half = half_bins(bin_exponent)
-    z = torch.round(z * 2 ** bin_exponent).clamp(-half, half - 1) / 2 ** bin_exponent
-    dec = convert_sequential(model.decoder, z, bin_exponent, half, _decoder_head(model))
-    return enc, dec
+    nets = {"enc": convert_sequential(model.encoder, x * cfg.input_scale, e_in, x_max,
+                                      _encoder_head(cfg.latent_channels))}
+    with torch.no_grad():
+        z1 = _binned_sample(*model.posterior(x), bin_exponent)
+    if cfg.top_latent_channels:
+        nets["up"] = convert_sequential(model.up, z1, bin_exponent, half, _encoder_head(cfg.top_latent_channels))
+        with torch.no_grad():
+            z2 = _binned_sample(*model.top_posterior(z1), bin_exponent)
+        nets["down"] = convert_sequential(model.down, z2, bin_exponent, half, _encoder_head(cfg.latent_channels))
+    if cfg.ar_channels:
+        with torch.no_grad():
+            ctx = model.decode(z1)
+        dec_head, nets["ar"] = convert_ar_head(model.ar_masked, model.ar_out, ctx, x * cfg.input_scale, e_in, x_max,
+                                               _output_head(cfg))
+    else:
+        dec_head = _output_head(cfg)
+    nets["dec"] = convert_sequential(model.decoder, z1, bin_exponent, half, dec_head)
+    return nets
 
 
 def export(float_checkpoint: Path, out_path: Path, calibration: np.ndarray, name: str, card: dict | None = None,
@@ -98,18 +123,19 @@ def export(float_checkpoint: Path, out_path: Path, calibration: np.ndarray, name
     """Write the coding-model file for ``float_checkpoint``; returns ``out_path``."""
     model, facts = load_float_checkpoint(Path(float_checkpoint))
     torch.manual_seed(0)
-    enc, dec = build_integer_layers(model, calibration, bin_exponent)
+    nets = build_integer_layers(model, calibration, bin_exponent)
     tensors = {f"float.{k}": v.detach().float().contiguous() for k, v in model.state_dict().items()}
-    t_enc, m_enc = layers_to_tensors("int.enc", enc)
-    t_dec, m_dec = layers_to_tensors("int.dec", dec)
-    tensors.update(t_enc)
-    tensors.update(t_dec)
+    layouts = {}
+    for part, layers in nets.items():
+        t, layouts[part] = (ar_head_to_tensors(f"int.{part}", layers) if part == "ar"
+                            else layers_to_tensors(f"int.{part}", layers))
+        tensors.update(t)
     meta = {
         "format": FORMAT,
         "name": name,
         "config": model.config.to_dict(),
-        "int_layers": {"enc": m_enc, "dec": m_dec},
-        "coder_settings": coder_settings(model.config.likelihood, bin_exponent),
+        "int_layers": layouts,
+        "coder_settings": coder_settings(model.config, bin_exponent),
         "card": {**facts, **(card or {})},
     }
     out_path = Path(out_path)

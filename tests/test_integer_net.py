@@ -39,7 +39,7 @@ def test_tables_are_pinned():
 def test_layers_respect_the_float32_exactness_budget(tiny):
     _, model, _ = tiny
     half = model.coder_settings["latent_bins"] // 2
-    for layers, x_max in ((model._enc_layers, 255), (model._dec_layers, half)):
+    for layers, x_max in ((model.int_layers["enc"], 255), (model.int_layers["dec"], half)):
         for layer in layers:
             # every partial sum of conv + bias (which holds the rounding offset) is an integer below 2^24
             worst = x_max * channel_abs_sums(layer.weight, layer.op == "convT", layer.stride) + np.abs(layer.bias)

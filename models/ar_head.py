@@ -1,0 +1,136 @@
+"""The integer-exact local autoregressive head: pixel parameters from the decoder's context and earlier pixels.
+
+Float model (``vae.ConvVAE`` with ``ar_channels`` = A): params = W2 relu(ctx + masked_conv(x * input_scale)) + b2.
+Integer twin, per pixel p with context ctx[p] (A ints at exponent ``e_ctx``, from the integer decoder) and its T
+causal neighbours n[p] (raw pixel values, zero outside the image)::
+
+    acc = ctx[p] * 2^(e_acc - e_ctx) + Wm n[p] + bm          (exponent e_acc)
+    h   = clamp(floor(acc * 2^(e_h - e_acc)), 0, 2^10 - 1)    (exponent e_h; rounding offset folded into bm)
+    out = clamp(floor((W2 h + b2) * 2^k), lo, hi)             (the usual integer output layer, ``integer_net``)
+
+Every value is an integer and every sum stays below 2^53 (checked at conversion), so the float64 matrix products
+are exact in any summation order: all pixels at once (encoding, a (B*P, T) x (T, A) product) and one pixel at a
+time (decoding, (B, T) x (T, A)) give the same integers on every machine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .integer_net import ACT_CLIP, IntLayer, activation_exponent, convert_layer
+
+CTX_CLIP = (1 << 15) - 1   # context values are integers in [-CTX_CLIP, CTX_CLIP]
+ACC_EXTRA_BITS = 8          # e_acc = e_ctx + this: the masked conv's weights keep ~8 more bits than the context
+FLOAT64_EXACT = 1 << 52     # every |partial sum| must stay below this
+
+
+@dataclass
+class IntARHead:
+    """Integer AR head. ``taps``: (T, 2) int (dy, dx) offsets of the causal neighbours, raster order;
+    ``weight``: (T, A) float64 integers; ``bias``: (A,) float64 integers incl. the rounding offset;
+    ``out``: the output layer (a 1x1 ``IntLayer``: weight (C, A, 1, 1))."""
+
+    taps: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray
+    e_ctx: int
+    e_acc: int
+    e_h: int
+    out: IntLayer
+
+    @property
+    def pad(self) -> int:
+        return int(np.abs(self.taps).max()) if len(self.taps) else 0
+
+    def _finish(self, ctx: np.ndarray, nb: np.ndarray) -> np.ndarray:
+        """ctx (..., A) and neighbours (..., T), both integer-valued -> output integers (..., C), int64."""
+        acc = ctx.astype(np.float64) * float(2 ** (self.e_acc - self.e_ctx)) + nb.astype(np.float64) @ self.weight
+        acc += self.bias
+        h = np.clip(np.floor(acc * 2.0 ** (self.e_h - self.e_acc)), 0, ACT_CLIP)
+        w2 = self.out.weight[:, :, 0, 0].T                      # (A, C)
+        y = np.floor((h @ w2 + self.out.bias) * self.out.rescale_factors())
+        return np.clip(y, self.out.lo, self.out.hi).astype(np.int64)
+
+    def neighbours_all(self, x: np.ndarray) -> np.ndarray:
+        """x int (B, H, W) -> every pixel's causal neighbours (B, H*W, T), zero outside the image."""
+        b, hgt, wid = x.shape
+        p = self.pad
+        xp = np.zeros((b, hgt + 2 * p, wid + 2 * p), np.int64)
+        xp[:, p:p + hgt, p:p + wid] = x
+        cols = [xp[:, p + dy:p + dy + hgt, p + dx:p + dx + wid].reshape(b, -1) for dy, dx in self.taps]
+        return np.stack(cols, axis=-1)
+
+    def neighbours_at(self, x: np.ndarray, t: int) -> np.ndarray:
+        """x int (B, H, W) -> the causal neighbours of flat position t, (B, T)."""
+        b, hgt, wid = x.shape
+        i, j = divmod(t, wid)
+        out = np.zeros((b, len(self.taps)), np.int64)
+        for n, (dy, dx) in enumerate(self.taps):
+            r, c = i + dy, j + dx
+            if 0 <= r < hgt and 0 <= c < wid:
+                out[:, n] = x[:, r, c]
+        return out
+
+    def params_all(self, ctx: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """ctx int (B, A, H, W), x int (B, H, W) -> output integers of every pixel, (B, H*W, C)."""
+        b, a = ctx.shape[:2]
+        return self._finish(ctx.reshape(b, a, -1).transpose(0, 2, 1), self.neighbours_all(x))
+
+    def params_at(self, ctx_flat: np.ndarray, x: np.ndarray, t: int) -> np.ndarray:
+        """ctx_flat int (B, A, H*W), x int (B, H, W) -> output integers of flat position t, (B, C)."""
+        return self._finish(ctx_flat[:, :, t], self.neighbours_at(x, t))
+
+
+def kernel_taps(mask: np.ndarray) -> np.ndarray:
+    """(T, 2) (dy, dx) offsets of a (k, k) causal mask's nonzero taps, in raster order."""
+    c = mask.shape[0] // 2
+    return np.array([(r - c, s - c) for r, s in zip(*np.nonzero(mask))], np.int64).reshape(-1, 2)
+
+
+def convert_ar_head(masked, out_conv, ctx_float: torch.Tensor, x_scaled: torch.Tensor, e_x: int, x_max: int,
+                    head: dict) -> tuple[dict, IntARHead]:
+    """Quantize a float AR head (``vae.MaskedConv2d`` + 1x1 ``Conv2d``) calibrated on decoder outputs ``ctx_float``
+    (N, A, H, W) and pixels as the float net sees them, ``x_scaled`` (N, 1, H, W); raw pixels are integers at
+    exponent ``e_x`` (x_int = x_scaled * 2^e_x) up to ``x_max``. ``head``: the output layer's dict(e_out, lo, hi,
+    scale, shift). Returns (the decoder's context head dict for ``integer_net.convert_sequential``, the head)."""
+    e_ctx = int(np.floor(np.log2(CTX_CLIP / max(float(ctx_float.abs().max()), 1e-8)))) - 1  # margin: 2x headroom
+    e_acc = e_ctx + ACC_EXTRA_BITS
+    mask = masked.mask[0, 0].numpy()
+    taps = kernel_taps(mask)
+    w = masked.weight.detach().double().numpy()[:, 0]                       # (A, k, k)
+    c = mask.shape[0] // 2
+    w_taps = np.stack([w[:, c + dy, c + dx] for dy, dx in taps], axis=0)    # (T, A), acting on x_scaled
+    weight = np.rint(w_taps * 2.0 ** (e_acc - e_x))                          # acting on raw pixel integers
+    with torch.no_grad():
+        hidden = torch.relu(ctx_float + masked(x_scaled))
+    e_h = min(activation_exponent(float(hidden.max())), e_acc - 1)
+    bias = np.rint(masked.bias.detach().double().numpy() * 2.0 ** e_acc) + 2.0 ** (e_acc - e_h - 1)
+    worst = CTX_CLIP * 2.0 ** (e_acc - e_ctx) + x_max * np.abs(weight).sum(axis=0).max() + np.abs(bias).max()
+    if worst >= FLOAT64_EXACT:
+        raise ValueError("the autoregressive head cannot meet the float64 exactness budget")
+    out = convert_layer(out_conv, e_h, ACT_CLIP, **head)
+    ctx_head = dict(e_out=e_ctx, lo=-CTX_CLIP, hi=CTX_CLIP)
+    return ctx_head, IntARHead(taps, weight, bias, e_ctx, e_acc, e_h, out)
+
+
+def ar_head_to_tensors(prefix: str, h: IntARHead) -> tuple[dict, dict]:
+    tensors = {f"{prefix}.taps": torch.from_numpy(h.taps.astype(np.int64)),
+               f"{prefix}.weight": torch.from_numpy(h.weight.astype(np.int64)),
+               f"{prefix}.bias": torch.from_numpy(h.bias.astype(np.int64))}
+    from .integer_net import layers_to_tensors
+
+    t_out, m_out = layers_to_tensors(f"{prefix}.out", [h.out])
+    tensors.update(t_out)
+    return tensors, {"e_ctx": h.e_ctx, "e_acc": h.e_acc, "e_h": h.e_h, "out": m_out}
+
+
+def ar_head_from_tensors(prefix: str, tensors: dict, meta: dict) -> IntARHead:
+    from .integer_net import layers_from_tensors
+
+    out = layers_from_tensors(f"{prefix}.out", tensors, meta["out"])[0]
+    return IntARHead(tensors[f"{prefix}.taps"].numpy().astype(np.int64),
+                     tensors[f"{prefix}.weight"].numpy().astype(np.float64),
+                     tensors[f"{prefix}.bias"].numpy().astype(np.float64),
+                     int(meta["e_ctx"]), int(meta["e_acc"]), int(meta["e_h"]), out)
