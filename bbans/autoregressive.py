@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from .codecs import Codec
+from .codecs import Categorical, Codec
 from .errors import ArchiveError, BBANSError
 
 
@@ -49,13 +49,31 @@ class RasterAutoregressive(Codec):
             raise BBANSError(f"symbol out of the codec's alphabet {self.lo}..{self.hi}")
         return flat
 
+    def _all_positions(self, x: np.ndarray):
+        """(one codec over all B*P elements in position-major order, the symbols in that order (B*P,))."""
+        params = self._all(x)
+        tmajor = np.swapaxes(params, 0, 1).reshape(self.positions * self.batch, *params.shape[2:])
+        return self._codec_for(tmajor), np.ascontiguousarray(x.T).reshape(-1)
+
     def push(self, coder, symbols) -> None:
+        """Push every position in one call: the position-major sequence that ``pop`` reads position by position.
+        A codec with several stages per symbol (``stages``, e.g. ``TwoStageCodec``) has its stages interleaved
+        per position, in the order its own pop reads them."""
         x = self._flat(symbols)
         if x.size == 0:
             return
-        params = self._all(x)
-        for t in reversed(range(self.positions)):
-            self._codec_for(params[:, t]).push(coder, x[:, t])
+        codec, sym = self._all_positions(x)
+        stages = getattr(codec, "stages", None)
+        if stages is None:
+            codec.push(coder, sym)
+            return
+        parts = stages(sym)  # [(probabilities (B*P, W), symbols (B*P,))] in pop order
+        widths = {probs.shape[1] for probs, _ in parts}
+        if len(widths) != 1:
+            raise BBANSError("stages of different alphabet sizes cannot be interleaved in one push")
+        p, b = self.positions, self.batch
+        probs = np.stack([pr.reshape(p, b, -1) for pr, _ in parts], axis=1).reshape(-1, widths.pop())
+        Categorical(probs).push(coder, np.stack([s.reshape(p, b) for _, s in parts], axis=1).reshape(-1))
 
     def pop(self, coder) -> np.ndarray:
         x = np.zeros((self.batch, self.positions), np.int64)
@@ -71,9 +89,8 @@ class RasterAutoregressive(Codec):
     def neg_log2_fixed(self, symbols) -> np.ndarray:
         """-log2 P(x_t | x_<t) per element, int64 of ``shape``, in 2^-20 bits (integer-exact, ``bbans.fixedlog``)."""
         x = self._flat(symbols)
-        cost = np.zeros(x.shape, np.int64)
-        if x.size:
-            params = self._all(x)
-            for t in range(self.positions):
-                cost[:, t] = self._codec_for(params[:, t]).neg_log2_fixed(x[:, t])
-        return cost.reshape(self.shape)
+        if x.size == 0:
+            return np.zeros(self.shape, np.int64)
+        codec, sym = self._all_positions(x)
+        cost = np.asarray(codec.neg_log2_fixed(sym), np.int64).reshape(self.positions, self.batch)
+        return np.ascontiguousarray(cost.T).reshape(self.shape)

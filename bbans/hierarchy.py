@@ -63,10 +63,10 @@ class LayeredLatents(Codec):
             if weigh:
                 z, cost = (codec.pop_weighed(coder) if hasattr(codec, "pop_weighed")
                            else _pop_then_weigh(codec, coder))
-                costs[i] = np.asarray(cost, np.int64).reshape(self.shape[0], -1)
+                costs[i] = np.asarray(cost, np.int64).reshape(self.shape[0], self.sizes[i])
             else:
                 z = codec.pop(coder)
-            known[i] = np.asarray(z, np.int32).reshape(self.shape[0], -1)
+            known[i] = np.asarray(z, np.int32).reshape(self.shape[0], self.sizes[i])
         z = np.concatenate([known[i] for i in range(len(self.sizes))], axis=1)
         if not weigh:
             return z
@@ -81,7 +81,7 @@ class LayeredLatents(Codec):
 
     def neg_log2_fixed(self, symbols) -> np.ndarray:
         layers = self._split(symbols)
-        cost = {i: np.asarray(codec.neg_log2_fixed(layers[i]), np.int64).reshape(self.shape[0], -1)
+        cost = {i: np.asarray(codec.neg_log2_fixed(layers[i]), np.int64).reshape(self.shape[0], self.sizes[i])
                 for i, codec in self._codecs_in_order(layers)}
         return np.concatenate([cost[i] for i in range(len(self.sizes))], axis=1)
 

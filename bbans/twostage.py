@@ -107,6 +107,13 @@ class TwoStageCodec(Codec):
         Categorical(self._tables(coarse)).push(coder, s & 15)
         Categorical(self._coarse_tables()).push(coder, coarse)
 
+    def stages(self, symbols) -> list:
+        """[(coarse probabilities (rows, n/16), coarse parts), (fine probabilities (rows, 16), fine parts)]: the
+        two categoricals ``pop`` reads, in its order, for ``symbols`` (rows,). Lets a caller push many such codecs
+        interleaved in one call (``bbans.autoregressive``)."""
+        s = self._check(symbols)
+        return [(self._coarse_tables(), s >> 4), (self._tables(s >> 4), s & 15)]
+
     def _pop_symbols(self, coder, weigh: bool = False):
         """Pop symbols (flat int64); with ``weigh``, also their ``_neg_log2_fixed`` from the same tables."""
         ct = self._coarse_tables()

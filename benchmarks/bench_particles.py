@@ -20,7 +20,7 @@ import numpy as np
 
 import bbans
 from bbans.registry import load_model
-from bbans_models.datasets import SPLITS, load_dataset
+from bbans_models.datasets import RECIPES, load_dataset, recipe_splits
 
 
 def _cpu() -> str:
@@ -34,13 +34,13 @@ def _cpu() -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", choices=sorted(SPLITS), help="shipped model; its test split is coded")
+    ap.add_argument("model", choices=sorted(RECIPES), help="shipped model; its test split is coded")
     ap.add_argument("--limit", type=int, help="code only the first N test images")
     ap.add_argument("--particles", default="1,50", help="comma-separated particle counts (default 1,50)")
     ap.add_argument("--batch-size", type=int, default=100)
     args = ap.parse_args()
     ks = [int(k) for k in args.particles.split(",")]
-    data = load_dataset(SPLITS[args.model][1])
+    data = load_dataset(recipe_splits(args.model)[1])
     if args.limit:
         data = data[: args.limit]
     data = np.ascontiguousarray(data)

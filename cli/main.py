@@ -15,7 +15,7 @@ import click
 import numpy as np
 
 from bbans.errors import ArchiveError, BBANSError, InputError, ModelError
-from bbans_models.datasets import SPLITS  # plain data: imports no torch
+from bbans_models.datasets import RECIPES  # plain data: imports no torch
 
 from . import formats, streams
 from .ui import (OutputError, Progress, check_output, field, fmt_bytes, fmt_gap, fmt_seconds, fmt_shape, kv,
@@ -674,27 +674,49 @@ def models(as_json: bool):
 
 @cli.command(context_settings=CONTEXT, epilog="""\b
 Examples:
-  bbans train mnist --out mnist.safetensors --minutes 20
+  bbans train mnist --out mnist.safetensors --minutes 60 --lr-schedule cosine
   bbans train binarized-mnist --out bin.safetensors --epochs 30 --device cuda
-  bbans train mnist --out mnist.safetensors --minutes 40 --resume   # continue to 40 min in all
-  bbans train mnist --out mnist.safetensors --resume --epochs 0     # export the checkpoint as is
+  bbans train mnist-small --out small.safetensors --minutes 20        # the faster one-layer model
+  bbans train mnist --out m.safetensors --objective iwae --iwae-k 5   # train on the IWAE-5 bound
+  bbans train mnist --out mnist.safetensors --minutes 90 --resume     # continue to 90 min in all
+  bbans train mnist --out mnist.safetensors --resume --epochs 0       # export the checkpoint as is
   bbans compress digits.npy --model mnist.safetensors
+
+\b
+RECIPE names the architecture and data set of a shipped model:
+  mnist                   8-bit MNIST: two latent layers, autoregressive 5-logistic mixture
+  binarized-mnist         binarized MNIST: two latent layers, autoregressive Bernoulli
+  mnist-small             8-bit MNIST: one latent layer, independent pixels (decodes faster)
+  binarized-mnist-small   binarized MNIST: one latent layer, independent pixels
+--latent-channels, --top-latent-channels and --ar-channels change its sizes.
 
 \b
 Training data comes from $BBANS_DATA (or a shared/data folder above the working
 directory): mnist/*.idx3-ubyte.gz and binarized_mnist/*.amat. The float checkpoint
-PATH.float.safetensors is saved after every epoch; Ctrl-C keeps the last one, and
---resume continues from it (--minutes and --epochs then count the whole run).
+PATH.float.safetensors (weights and optimizer state) is saved after every epoch;
+Ctrl-C keeps the last one, and --resume continues from it (--minutes and --epochs
+then count the whole run). Progress lines show the running -ELBO in bits/dim.
 """)
-@click.argument("dataset", type=click.Choice(sorted(SPLITS)))
+@click.argument("recipe", type=click.Choice(sorted(RECIPES)))
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
               help="Coding-model weights file to write (loadable with --model PATH).")
 @click.option("--minutes", type=click.FloatRange(0, None), default=10.0, show_default=True,
               help="Wall-clock training budget (ignored when --epochs is given).")
 @click.option("--epochs", type=click.IntRange(0, None), help="Train for exactly this many epochs instead.")
-@click.option("--latent-channels", type=click.IntRange(1, 256), default=8, show_default=True,
-              help="Latent channels (the latent is CHANNELS x 7 x 7).")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Training device (default: cuda if available).")
+@click.option("--latent-channels", type=click.IntRange(1, 256),
+              help="Channels of the bottom latent layer (CHANNELS x 7 x 7; default: the recipe's, 8).")
+@click.option("--top-latent-channels", type=click.IntRange(0, 256),
+              help="Channels of the top latent layer; 0 for one layer (default: the recipe's).")
+@click.option("--ar-channels", type=click.IntRange(0, 1024),
+              help="Hidden units of the autoregressive pixel head; 0 for independent pixels (default: the recipe's).")
+@click.option("--objective", type=click.Choice(["elbo", "iwae"]), default="elbo", show_default=True,
+              help="Maximize the ELBO (what bits-back pays) or the IWAE-k bound (tighter; what --particles k pays).")
+@click.option("--iwae-k", type=click.IntRange(2, 1000), default=5, show_default=True,
+              help="Importance samples per item for --objective iwae.")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant", show_default=True,
+              help="Learning rate: constant, or a cosine decay to 0 over the whole budget (--minutes/--epochs).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]),
+              help="Training device (default: cuda if available; it trains in bf16 mixed precision).")
 @click.option("--resume", is_flag=True, help="Continue from PATH.float.safetensors (and replace PATH).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--batch-size", type=click.IntRange(1, None), default=128, show_default=True)
@@ -703,17 +725,18 @@ PATH.float.safetensors is saved after every epoch; Ctrl-C keeps the last one, an
 @click.option("--calibration", type=click.IntRange(1, None), default=2000, show_default=True,
               help="Training items used to calibrate the integer coding model.")
 @click.option("--kl-warmup", type=click.IntRange(0, None), default=None,
-              help="Steps over which the KL weight rises from 0 to 1 (default: 200 for mnist, as the shipped "
-                   "model was trained; 0 for binarized-mnist). Reported -ELBO is always the true one.")
+              help="Steps over which the KL weight rises from 0 to 1 (default: the recipe's: 500 for mnist and "
+                   "binarized-mnist, 200 for mnist-small, 0 for binarized-mnist-small). Reported -ELBO is always "
+                   "the true one.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite --out if it exists.")
-def train(dataset: str, out: Path, minutes: float, epochs: int | None, latent_channels: int, device: str | None,
-          resume: bool, seed: int, batch_size: int, lr: float, name: str | None, calibration: int,
-          kl_warmup: int | None, force: bool):
-    """Train a VAE on DATASET and export it as a coding model.
+def train(recipe: str, out: Path, minutes: float, epochs: int | None, latent_channels: int | None,
+          top_latent_channels: int | None, ar_channels: int | None, objective: str, iwae_k: int, lr_schedule: str,
+          device: str | None, resume: bool, seed: int, batch_size: int, lr: float, name: str | None,
+          calibration: int, kl_warmup: int | None, force: bool):
+    """Train a VAE from a RECIPE and export it as a coding model.
 
-    DATASET is 'mnist' (8-bit, mixture-of-logistics likelihood) or 'binarized-mnist' (Bernoulli).
-    Training maximizes the ELBO; the export turns the float network into the integer-exact model that
-    archives need (so they decode identically on any machine).
+    Training maximizes the ELBO (or the IWAE bound with --objective iwae); the export turns the float
+    network into the integer-exact model that archives need (so they decode identically on any machine).
     """
     replace_out = force or resume  # resuming rebuilds --out from the checkpoint it was made from
     check_output(out, replace_out)
@@ -728,23 +751,29 @@ def train(dataset: str, out: Path, minutes: float, epochs: int | None, latent_ch
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available here; use --device cpu")
 
-    from bbans_models.datasets import RECIPES, load_dataset
+    from bbans_models.datasets import load_dataset, recipe_splits
     from bbans_models.export import export
     from bbans_models.train import train as run_training
     from bbans_models.vae import VAEConfig
 
-    recipe = RECIPES[dataset]
-    config = VAEConfig(**recipe["config"], latent_channels=latent_channels)
-    train_data, test_data = (load_dataset(split) for split in SPLITS[dataset])
-    click.echo(f"training a VAE on {dataset}: {len(train_data):,} training items, {len(test_data):,} test items; "
-               f"checkpoint {float_path}")
+    spec = RECIPES[recipe]
+    sizes = {"latent_channels": latent_channels, "top_latent_channels": top_latent_channels,
+             "ar_channels": ar_channels}
+    fields = {**spec["config"], **{k: v for k, v in sizes.items() if v is not None}}
+    config = VAEConfig(**fields)
+    train_data, test_data = (load_dataset(split) for split in recipe_splits(recipe))
+    click.echo(f"training a VAE ({recipe}) on {spec['dataset']}: {len(train_data):,} training items, "
+               f"{len(test_data):,} test items; checkpoint {float_path}")
     budget = f"{epochs} epochs" if epochs is not None else f"{minutes:g} minutes"
-    click.echo(f"budget {budget}, batch {batch_size}, lr {lr:g}, seed {seed}, latent {latent_channels} x 7 x 7")
+    top = fields.get("top_latent_channels", 0)
+    layers = f"{fields.get('latent_channels', 8)} x 7 x 7" + (f" under {top} x 7 x 7" if top else "")
+    click.echo(f"budget {budget}, batch {batch_size}, lr {lr:g} ({lr_schedule}), seed {seed}, latents {layers}, "
+               f"pixels {'autoregressive' if fields.get('ar_channels') else 'independent'}")
     try:
         run_training(config, train_data, float_path, minutes=minutes, epochs=epochs, batch_size=batch_size, lr=lr,
                      seed=seed, device=device, resume=resume, test_data=test_data,
-                     kl_warmup_steps=recipe["kl_warmup"] if kl_warmup is None else kl_warmup,
-                     log=lambda s: click.echo(s))
+                     kl_warmup_steps=spec["kl_warmup"] if kl_warmup is None else kl_warmup,
+                     objective=objective, iwae_k=iwae_k, lr_schedule=lr_schedule, log=lambda s: click.echo(s))
     except KeyboardInterrupt:
         if float_path.exists():
             click.echo(f"\nbbans: interrupted; the last finished epoch is in {float_path}: continue with --resume, "
@@ -760,8 +789,9 @@ def train(dataset: str, out: Path, minutes: float, epochs: int | None, latent_ch
     t = time.perf_counter()
     tmp = temp_path_beside(out)
     try:
-        card = {"dataset": dataset, "seed": seed, "calibration_items": int(len(calib))}
-        written = Path(export(float_path, tmp, np.ascontiguousarray(calib), model_name, card=card))
+        card = {"dataset": spec["dataset"], "recipe": recipe, "seed": seed, "calibration_items": int(len(calib))}
+        written = Path(export(float_path, tmp, np.ascontiguousarray(calib), model_name, card=card,
+                              bin_exponent=spec["bin_exponent"]))
         move_into_place(written, out, replace_out)
     finally:
         for p in (tmp, tmp.with_name(tmp.name + ".tmp")):

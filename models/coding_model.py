@@ -49,11 +49,13 @@ def _bounded(raw: np.ndarray, lo: int, hi: int) -> np.ndarray:
 class VAECodingModel:
     """A ConvVAE weights file (format ``bbans-vae-2``, see ``export``) as a coding model.
 
-    ``backend`` is "torch" (default, float32 torch convolutions on ``device``, exact under the 2^24 budget) or
-    "numpy" (the reference); both give the same integers, so archives written with one decode with the other.
+    ``name``: the name archives record (default: the one in the file). ``backend`` is "torch" (default, float32
+    torch convolutions on ``device``, exact under the 2^24 budget) or "numpy" (the reference); both give the same
+    integers, so archives written with one decode with the other.
     """
 
-    def __init__(self, path: Path, backend: str = "torch", device: str = "cpu", expected_sha256: str | None = None):
+    def __init__(self, path: Path, backend: str = "torch", device: str = "cpu", expected_sha256: str | None = None,
+                 name: str | None = None):
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"model file {path} not found")
@@ -73,7 +75,7 @@ class VAECodingModel:
         except Exception as exc:
             raise ModelError(f"cannot read model file {path}: {exc}") from None
         self.path = path
-        self.name = meta["name"]
+        self.name = name or meta["name"]  # a registry name overrides the one written at export
         self.config = VAEConfig(**meta["config"])
         self.coder_settings = meta["coder_settings"]
         self._bin_exp = int(self.coder_settings["latent_bin_exponent"])

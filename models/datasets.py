@@ -19,16 +19,30 @@ DATASETS = {
 }
 
 
-# The shipped models' recipes, as plain data (no torch import): the data splits, the VAEConfig fields that differ
-# from its defaults, and the KL warm-up steps (the 8-bit mixture model collapses without a short warm-up).
+# The shipped models' recipes, as plain data (no torch import): the data set each trains on (a key of SPLITS), the
+# VAEConfig fields that differ from its defaults, the KL warm-up steps (the 8-bit mixture model collapses without
+# a short warm-up) and the latent bin exponent its export uses (bins of width 2^-b; see export.coder_settings).
+# The names are the registry's model names.
 SPLITS = {
     "mnist": ("mnist-train", "mnist-test"),
     "binarized-mnist": ("binarized-mnist-train", "binarized-mnist-test"),
 }
+_AR_HIERARCHY = {"top_latent_channels": 4, "ar_channels": 32, "ar_kernel": 7}
 RECIPES = {
-    "mnist": {"config": {"likelihood": "logistic_mixture", "components": 5}, "kl_warmup": 200},
-    "binarized-mnist": {"config": {"likelihood": "bernoulli"}, "kl_warmup": 0},
+    "mnist": {"dataset": "mnist", "kl_warmup": 500, "bin_exponent": 5,
+              "config": {"likelihood": "logistic_mixture", "components": 5, **_AR_HIERARCHY}},
+    "binarized-mnist": {"dataset": "binarized-mnist", "kl_warmup": 500, "bin_exponent": 4,
+                        "config": {"likelihood": "bernoulli", **_AR_HIERARCHY}},
+    "mnist-small": {"dataset": "mnist", "kl_warmup": 200, "bin_exponent": 5,
+                    "config": {"likelihood": "logistic_mixture", "components": 5}},
+    "binarized-mnist-small": {"dataset": "binarized-mnist", "kl_warmup": 0, "bin_exponent": 4,
+                              "config": {"likelihood": "bernoulli"}},
 }
+
+
+def recipe_splits(name: str) -> tuple[str, str]:
+    """(training set, test set) names of recipe ``name``."""
+    return SPLITS[RECIPES[name]["dataset"]]
 
 
 def data_root() -> Path:

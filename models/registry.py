@@ -12,17 +12,33 @@ from bbans.errors import ModelError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
-# name -> (file in weights/, sha256 of that file, description)
+# name -> (file in weights/, sha256 of that file, description). The names are what archives record. An archive
+# records a model by name and sha256, so a model file keeps decoding its archives after a rename: ``find`` matches
+# the sha256 (the weights) when the recorded name is a former one.
 REGISTRY = {
     "mnist": (
         "mnist.safetensors",
-        "f32775f9835c9ea10b7ec057cd8d64c994c747829d33072b2ec6ce4b06f25672",
-        "8-bit 28x28 grey (MNIST): conv VAE, 8x7x7 latents, mixture of 5 discretized logistics",
+        "0" * 64,
+        "8-bit 28x28 grey (MNIST): conv VAE, two latent layers (8x7x7 under 4x7x7), local autoregressive mixture "
+        "of 5 discretized logistics per pixel",
     ),
     "binarized-mnist": (
         "binarized-mnist.safetensors",
+        "0" * 64,
+        "binary 28x28 (binarized MNIST): conv VAE, two latent layers (8x7x7 under 4x7x7), local autoregressive "
+        "Bernoulli pixels",
+    ),
+    "mnist-small": (
+        "mnist-small.safetensors",
+        "f32775f9835c9ea10b7ec057cd8d64c994c747829d33072b2ec6ce4b06f25672",
+        "8-bit 28x28 grey (MNIST): conv VAE, 8x7x7 latents, mixture of 5 discretized logistics (faster decoding; "
+        "shipped as 'mnist' before)",
+    ),
+    "binarized-mnist-small": (
+        "binarized-mnist-small.safetensors",
         "30d12cb1b6533d2aef6b2c8d5716d9476cfd3cad29553edb2c649c9dc371e91f",
-        "binary 28x28 (binarized MNIST): conv VAE, 8x7x7 latents, Bernoulli pixels",
+        "binary 28x28 (binarized MNIST): conv VAE, 8x7x7 latents, Bernoulli pixels (faster decoding; shipped as "
+        "'binarized-mnist' before)",
     ),
 }
 
@@ -45,7 +61,7 @@ class BuiltinProvider:
         if name not in REGISTRY:
             return None
         fname, sha, _ = REGISTRY[name]
-        return VAECodingModel(WEIGHTS_DIR / fname, expected_sha256=sha)
+        return VAECodingModel(WEIGHTS_DIR / fname, expected_sha256=sha, name=name)
 
     def load_path(self, path):
         from .coding_model import VAECodingModel
@@ -59,8 +75,12 @@ class BuiltinProvider:
             return None
 
     def find(self, name: str, sha256: str):
+        """The model with these weights: by name, or (an archive of a model since renamed) by sha256 alone."""
         if name in REGISTRY and REGISTRY[name][1] == sha256:
             return self.load(name)
+        for other, (_, sha, _) in REGISTRY.items():
+            if sha == sha256:
+                return self.load(other)
         return None
 
 

@@ -1,11 +1,12 @@
-"""ELBO training of ``ConvVAE`` on cuda when available, else CPU.
+"""ELBO or IWAE-k training of ``ConvVAE`` on cuda when available (bf16 mixed precision), else CPU.
 
-Progress lines report the running -ELBO in bits/dim. Checkpoints (safetensors, float weights + optimizer-free
-state) are written after every epoch so a run can be stopped and resumed with ``resume=True``.
+Progress lines report the running -ELBO in bits/dim. Checkpoints (safetensors: float weights, Adam state, training
+facts) are written after every epoch so a run can be stopped and resumed with ``resume=True``.
 """
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 
@@ -22,23 +23,52 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def save_float_checkpoint(model: ConvVAE, path: Path, extra: dict) -> None:
-    """Float weights as safetensors; config and training facts as JSON in the file's metadata."""
+OPTIM_PREFIX = "optim."
+
+
+def save_float_checkpoint(model: ConvVAE, path: Path, extra: dict, optimizer: torch.optim.Optimizer | None = None) -> None:
+    """Float weights as safetensors; config and training facts as JSON in the file's metadata; with ``optimizer``
+    (Adam) also its moment estimates (``optim.*`` tensors) and step, so a resumed run continues exactly."""
     meta = {"config": json.dumps(model.config.to_dict()), "train": json.dumps(extra)}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        for i, p in enumerate(model.parameters()):
+            for key, value in optimizer.state.get(p, {}).items():
+                state[f"{OPTIM_PREFIX}{i}.{key}"] = torch.as_tensor(value).detach().cpu().reshape(-1).contiguous() \
+                    if key == "step" else value.detach().cpu().contiguous()
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata=meta)
     tmp.replace(path)
 
 
-def load_float_checkpoint(path: Path) -> tuple[ConvVAE, dict]:
+def _load_checkpoint_tensors(path: Path):
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
+    tensors = load_file(str(path))
+    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIM_PREFIX)}
+    optim = {k[len(OPTIM_PREFIX):]: v for k, v in tensors.items() if k.startswith(OPTIM_PREFIX)}
+    return meta, weights, optim
+
+
+def load_float_checkpoint(path: Path) -> tuple[ConvVAE, dict]:
+    meta, weights, _ = _load_checkpoint_tensors(path)
     model = ConvVAE(VAEConfig(**json.loads(meta["config"])))
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(weights)
     return model, json.loads(meta.get("train", "{}"))
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, model: ConvVAE, saved: dict) -> bool:
+    """Put saved Adam moments back (``save_float_checkpoint``); False if the checkpoint holds none."""
+    if not saved:
+        return False
+    for i, p in enumerate(model.parameters()):
+        st = {key.split(".", 1)[1]: v for key, v in saved.items() if key.split(".", 1)[0] == str(i)}
+        if st:
+            st["step"] = st["step"].reshape(())
+            optimizer.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in st.items()}
+    return True
 
 
 @torch.no_grad()
@@ -51,6 +81,22 @@ def evaluate_neg_elbo(model: ConvVAE, data: np.ndarray, device, batch: int = 100
         x = torch.from_numpy(data[i:i + batch]).unsqueeze(1).to(device)
         total += model.neg_elbo(x).sum().item()
     return nats_to_bits_per_dim(total / len(data), data[0].size)
+
+
+def training_loss(model: ConvVAE, x: torch.Tensor, objective: str, beta: float, iwae_k: int, reconstruction: str):
+    """(loss to minimize, the per-item single-sample -ELBO in nats (B,), detached, for reporting).
+
+    ``objective`` "elbo": mean of reconstruction + beta * latent cost (beta < 1 only during KL warm-up);
+    "iwae": mean of -(logsumexp_k log w_k - log k), the IWAE-k bound (seed Sec. 3.2, 6.2), with k = ``iwae_k``
+    posterior samples per item; reported -ELBO is then the mean -log w of those samples."""
+    if objective == "iwae":
+        log_w = model.iwae_log_weights(x, iwae_k)                          # (k, B)
+        loss = -(torch.logsumexp(log_w, 0) - math.log(iwae_k)).mean()
+        return loss, (-log_w.mean(0)).detach()
+    if objective != "elbo":
+        raise ValueError(f"unknown objective {objective!r}: 'elbo' or 'iwae'")
+    rec, kl = model.elbo_terms(x, reconstruction)
+    return (rec + beta * kl).mean(), (rec + kl).detach()
 
 
 def train(
@@ -67,92 +113,135 @@ def train(
     test_data: np.ndarray | None = None,
     kl_warmup_steps: int = 0,
     reconstruction: str = "likelihood",
+    objective: str = "elbo",
+    iwae_k: int = 5,
+    lr_schedule: str = "constant",
+    progress_seconds: float = 30.0,
     log=print,
 ) -> ConvVAE:
     """Train until ``minutes`` of wall time or ``epochs`` have passed; returns the trained model.
 
     ``kl_warmup_steps``: the KL weight rises linearly from 0 to 1 over these steps (against posterior collapse);
     the loss after that, and every -ELBO reported, is the true -ELBO.
+    ``objective``: "elbo" or "iwae" (``iwae_k`` samples); see ``training_loss``.
+    ``lr_schedule``: "constant" or "cosine" (from ``lr`` down to 0 over the whole budget, minutes or epochs, counted
+    from the start of the first run, so a resumed run continues the same curve).
+    A progress line with the running -ELBO (bits/dim) is logged every ``progress_seconds``, and an epoch line with
+    the test -ELBO on 2,000 test items after every epoch, when the checkpoint (weights and Adam state) is saved.
     ``reconstruction="mse"`` trains on squared error + KL instead (``ConvVAE.elbo_terms``; seed Sec. 5.1's
     counter-example): progress lines then report that loss ("MSE+KL", nats per item), not a -ELBO.
+    On cuda the forward pass runs under bfloat16 autocast (mixed precision); on the CPU in float32.
     """
     dev = pick_device(device)
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    start_epoch, elapsed_before = 0, 0.0
+    start_epoch, elapsed_before, saved_optim = 0, 0.0, {}
     if resume and out_path.exists():
-        model, facts = load_float_checkpoint(out_path)
+        meta, weights, saved_optim = _load_checkpoint_tensors(out_path)
+        model = ConvVAE(VAEConfig(**json.loads(meta["config"])))
+        model.load_state_dict(weights)
+        facts = json.loads(meta.get("train", "{}"))
         start_epoch, elapsed_before = facts.get("epochs", 0), facts.get("minutes", 0.0) * 60
-        log(f"resuming from {out_path} at epoch {start_epoch}")
+        log(f"resuming from {out_path} at epoch {start_epoch}, {elapsed_before / 60:.1f} min done")
     else:
         model = ConvVAE(config)
     model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if _restore_optimizer(opt, model, saved_optim):
+        log("restored the optimizer state")
     dims = int(np.prod(train_data.shape[1:]))
     x_all = torch.from_numpy(train_data).unsqueeze(1)
+    amp = dev.type == "cuda"
     t0 = time.time()
     epoch = start_epoch
-    step = start_epoch * (len(train_data) // batch_size)
-    log(f"training on {dev} ({torch.get_num_threads()} threads): {len(train_data)} items, batch {batch_size}")
-    while True:
-        if epochs is not None and epoch >= epochs:
-            break
-        if epochs is None and time.time() - t0 + elapsed_before > minutes * 60:
-            break
+    steps_per_epoch = max(1, len(train_data) // batch_size)
+    step = start_epoch * steps_per_epoch
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"training on {dev} ({torch.get_num_threads()} threads{', bf16 autocast' if amp else ''}): "
+        f"{len(train_data)} items, batch {batch_size}, {n_params:,} parameters, objective {objective}"
+        + (f" (k={iwae_k})" if objective == "iwae" else ""))
+
+    def wall() -> float:
+        return time.time() - t0 + elapsed_before
+
+    def fraction_done() -> float:
+        return min(1.0, step / (epochs * steps_per_epoch)) if epochs is not None else min(1.0, wall() / (60 * minutes))
+
+    def out_of_budget() -> bool:
+        return epoch >= epochs if epochs is not None else wall() > minutes * 60
+
+    unit = "MSE+KL" if reconstruction == "mse" else "-ELBO"
+    fmt = (lambda v: f"{v:.4f} nats/item") if reconstruction == "mse" else \
+        (lambda v: f"{nats_to_bits_per_dim(v, dims):.4f} bits/dim")
+    last_log = time.time()
+    while not out_of_budget():
         model.train()
-        perm = rng.permutation(len(train_data))
-        running, seen = 0.0, 0
+        perm = np.random.default_rng([seed, epoch]).permutation(len(train_data))
+        running, seen, recent, recent_n = 0.0, 0, 0.0, 0
         for j in range(0, len(perm) - batch_size + 1, batch_size):
-            x = x_all[perm[j:j + batch_size]].to(dev)
-            rec, kl = model.elbo_terms(x, reconstruction)
+            x = x_all[perm[j:j + batch_size]].to(dev, non_blocking=True)
             beta = min(1.0, step / kl_warmup_steps) if kl_warmup_steps else 1.0
-            loss = (rec + beta * kl).mean()
+            rate = lr * (0.5 * (1 + math.cos(math.pi * fraction_done())) if lr_schedule == "cosine" else 1.0)
+            for group in opt.param_groups:
+                group["lr"] = rate
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                loss, per_item = training_loss(model, x, objective, beta, iwae_k, reconstruction)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
-            running += (rec + kl).mean().item() * len(x)
-            seen += len(x)
-            if epochs is None and time.time() - t0 + elapsed_before > minutes * 60:
+            batch_cost = per_item.float().sum().item()
+            running, seen = running + batch_cost, seen + len(x)
+            recent, recent_n = recent + batch_cost, recent_n + len(x)
+            if time.time() - last_log > progress_seconds:
+                log(f"  epoch {epoch + 1}, step {step}: train {unit} {fmt(recent / recent_n)} (last "
+                    f"{recent_n} items), KL weight {beta:.2f}, lr {rate:.2e}, {wall() / 60:.1f} min")
+                last_log, recent, recent_n = time.time(), 0.0, 0
+            if epochs is None and wall() > minutes * 60:
                 break
         epoch += 1
-        wall = (time.time() - t0 + elapsed_before) / 60
-        if reconstruction == "mse":
-            msg = f"epoch {epoch}: train MSE+KL {running / max(seen, 1):.4f} nats/item, {wall:.1f} min"
-        else:
-            msg = f"epoch {epoch}: train -ELBO {nats_to_bits_per_dim(running / max(seen, 1), dims):.4f} bits/dim, {wall:.1f} min"
-        facts = {"epochs": epoch, "minutes": round(wall, 2), "device": str(dev), "batch_size": batch_size, "lr": lr,
-                 "seed": seed, "train_items": len(train_data), "kl_warmup_steps": kl_warmup_steps,
-                 "torch_threads": torch.get_num_threads(), "reconstruction": reconstruction}
+        minutes_done = wall() / 60
+        msg = f"epoch {epoch}: train {unit} {fmt(running / max(seen, 1))}, {minutes_done:.1f} min"
+        facts = {"epochs": epoch, "minutes": round(minutes_done, 2), "device": str(dev), "batch_size": batch_size,
+                 "lr": lr, "lr_schedule": lr_schedule, "seed": seed, "train_items": len(train_data),
+                 "kl_warmup_steps": kl_warmup_steps, "torch_threads": torch.get_num_threads(),
+                 "reconstruction": reconstruction, "objective": objective, "steps": step}
+        if objective == "iwae":
+            facts["iwae_k"] = iwae_k
         if test_data is not None and reconstruction == "likelihood":
             facts["test_neg_elbo_bpd"] = evaluate_neg_elbo(model, test_data[:2000], dev)
             msg += f", test[:2000] -ELBO {facts['test_neg_elbo_bpd']:.4f}"
         log(msg)
-        save_float_checkpoint(model, out_path, facts)
+        save_float_checkpoint(model, out_path, facts, opt)
     return model.cpu()
 
 
-if __name__ == "__main__":  # long runs: python -m bbans_models.train NAME MINUTES OUT
+if __name__ == "__main__":  # long runs: python -m bbans_models.train RECIPE MINUTES OUT
     import argparse
 
-    from .datasets import RECIPES, SPLITS, load_dataset
+    from .datasets import RECIPES, load_dataset, recipe_splits
 
     p = argparse.ArgumentParser()
-    p.add_argument("kind", choices=sorted(SPLITS))
+    p.add_argument("recipe", choices=sorted(RECIPES))
     p.add_argument("minutes", type=float)
     p.add_argument("out", type=Path)
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--latent-channels", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant")
+    p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo")
+    p.add_argument("--iwae-k", type=int, default=5)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--kl-warmup", type=int, default=None,
-                   help="steps over which the KL weight rises to 1 (default: the shipped recipe's)")
+                   help="steps over which the KL weight rises to 1 (default: the recipe's)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=INT",
+                   help="override an integer VAEConfig field of the recipe, e.g. --set top_latent_channels=0")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    tr, te = (load_dataset(split) for split in SPLITS[a.kind])
-    warmup = RECIPES[a.kind]["kl_warmup"] if a.kl_warmup is None else a.kl_warmup
-    config = VAEConfig(**RECIPES[a.kind]["config"], latent_channels=a.latent_channels)
-    train(config, tr, a.out, minutes=a.minutes, lr=a.lr, resume=a.resume,
-          test_data=te, kl_warmup_steps=warmup, log=lambda s: print(s, flush=True))
+    tr, te = (load_dataset(split) for split in recipe_splits(a.recipe))
+    recipe = RECIPES[a.recipe]
+    warmup = recipe["kl_warmup"] if a.kl_warmup is None else a.kl_warmup
+    overrides = {k: int(v) for k, v in (item.split("=", 1) for item in a.set)}
+    config = VAEConfig(**{**recipe["config"], **overrides})
+    train(config, tr, a.out, minutes=a.minutes, lr=a.lr, resume=a.resume, test_data=te, kl_warmup_steps=warmup,
+          objective=a.objective, iwae_k=a.iwae_k, lr_schedule=a.lr_schedule, log=lambda s: print(s, flush=True))
     print(f"final test -ELBO {evaluate_neg_elbo(load_float_checkpoint(a.out)[0], te, 'cpu'):.4f}")

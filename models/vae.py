@@ -205,10 +205,16 @@ class ConvVAE(nn.Module):
         z2, neg_log_q2 = top
         return log_w + _gaussian_log_prob(z1, *self.conditional_prior(z2)) + _standard_log_prob(z2) + neg_log_q2
 
-    def iwae_log_weights(self, x: torch.Tensor, k: int) -> torch.Tensor:
-        """log p(x,z_i) - log q(z_i|x) for k posterior samples: shape (k, B), nats (one batched pass)."""
-        rep = x.unsqueeze(0).expand(k, *x.shape).reshape(k * len(x), *x.shape[1:])
-        return self.log_weights(rep).view(k, len(x))
+    def iwae_log_weights(self, x: torch.Tensor, k: int, max_rows: int = 2048) -> torch.Tensor:
+        """log p(x,z_i) - log q(z_i|x) for k posterior samples: shape (k, B), nats. The samples run in batched
+        passes of at most ``max_rows`` images (at least one sample per pass), which bounds memory for large k."""
+        per_pass = max(1, max_rows // max(len(x), 1))
+        out = []
+        for first in range(0, k, per_pass):
+            n = min(per_pass, k - first)
+            rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * len(x), *x.shape[1:])
+            out.append(self.log_weights(rep).view(n, len(x)))
+        return torch.cat(out)
 
 
 def _small_net(c_in: int, hidden: int, c_out: int) -> nn.Sequential:

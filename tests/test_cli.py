@@ -543,8 +543,8 @@ def test_train_orchestrates_training_and_export(tmp_path, monkeypatch):
         kw["log"]("epoch 1: train -ELBO 1.2345 bits/dim")
         Path(out_path).write_bytes(b"float weights")
 
-    def fake_export(float_checkpoint, out_path, calibration, name, card=None):
-        calls["export"] = (Path(float_checkpoint), calibration.shape, name, card)
+    def fake_export(float_checkpoint, out_path, calibration, name, card=None, bin_exponent=None):
+        calls["export"] = (Path(float_checkpoint), calibration.shape, name, card, bin_exponent)
         Path(out_path).write_bytes(b"coding weights")
         return Path(out_path)
 
@@ -557,18 +557,22 @@ def test_train_orchestrates_training_and_export(tmp_path, monkeypatch):
         "bbans_models.export": types.SimpleNamespace(export=fake_export),
         "bbans_models.vae": types.SimpleNamespace(VAEConfig=Config),
         "bbans_models.datasets": types.SimpleNamespace(
-            SPLITS=real_datasets.SPLITS, RECIPES=real_datasets.RECIPES,
+            SPLITS=real_datasets.SPLITS, RECIPES=real_datasets.RECIPES, recipe_splits=real_datasets.recipe_splits,
             load_dataset=lambda name: np.zeros((300 if "train" in name else 50, 4, 4), np.uint8)),
     }
     for k, v in fakes.items():
         monkeypatch.setitem(sys.modules, k, v)
     out = tmp_path / "toy-grey.safetensors"  # FakeProvider.load_path serves the model named by the file stem
-    r = run("train", "mnist", "--out", out, "--epochs", "1", "--latent-channels", "4", "--calibration", "100")
+    r = run("train", "mnist", "--out", out, "--epochs", "1", "--latent-channels", "4", "--calibration", "100",
+            "--objective", "iwae", "--iwae-k", "3", "--lr-schedule", "cosine")
     assert r.exit_code == 0, r.output
     config, shape, float_path, kw = calls["train"]
     assert config.kw["likelihood"] == "logistic_mixture" and config.kw["latent_channels"] == 4
+    assert config.kw["ar_channels"] == 32 and config.kw["top_latent_channels"] == 4  # the mnist recipe's
     assert float_path == tmp_path / "toy-grey.safetensors.float.safetensors" and kw["epochs"] == 1
-    assert calls["export"][:3] == (float_path, (100, 4, 4), "toy-grey")
+    assert (kw["objective"], kw["iwae_k"], kw["lr_schedule"], kw["kl_warmup_steps"]) == ("iwae", 3, "cosine", 500)
+    assert calls["export"][:3] == (float_path, (100, 4, 4), "toy-grey") and calls["export"][4] == 5
+    assert "4 x 7 x 7 under 4 x 7 x 7" in r.output and "autoregressive" in r.output
     assert out.read_bytes() == b"coding weights"
     assert "epoch 1" in r.output and "bbans compress" in r.output and "-ELBO" in r.output
     assert files_in(tmp_path) == {out.name, float_path.name}
