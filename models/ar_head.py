@@ -1,8 +1,9 @@
 """The integer-exact local autoregressive head: pixel parameters from the decoder's context and earlier pixels.
 
-Float model (``vae.ConvVAE`` with ``ar_channels`` = A): params = W2 relu(ctx + masked_conv(x * input_scale)) + b2.
+Float model (``vae.ConvVAE`` with ``ar_channels`` = A): params = W2 relu(ctx + masked_conv(s n)) + b2, where the
+head sees pixel x as s n with the integer n = m x - c (``VAEConfig.ar_input_ints``; zero outside the image).
 Integer twin, per pixel p with context ctx[p] (A ints at exponent ``e_ctx``, from the integer decoder) and its T
-causal neighbours n[p] (raw pixel values, zero outside the image)::
+causal neighbours n[p] (those integers)::
 
     acc = ctx[p] * 2^(e_acc - e_ctx) + Wm n[p] + bm          (exponent e_acc)
     h   = clamp(floor(acc * 2^(e_h - e_acc)), 0, 2^10 - 1)    (exponent e_h; rounding offset folded into bm)
@@ -39,6 +40,8 @@ class IntARHead:
     e_acc: int
     e_h: int
     out: IntLayer
+    x_mul: int = 1   # a neighbour's integer is x_mul * x - x_sub inside the image, 0 outside
+    x_sub: int = 0
 
     @property
     def pad(self) -> int:
@@ -58,20 +61,27 @@ class IntARHead:
         b, hgt, wid = x.shape
         p = self.pad
         xp = np.zeros((b, hgt + 2 * p, wid + 2 * p), np.int64)
-        xp[:, p:p + hgt, p:p + wid] = x
+        xp[:, p:p + hgt, p:p + wid] = self.x_mul * np.asarray(x, np.int64) - self.x_sub
         cols = [xp[:, p + dy:p + dy + hgt, p + dx:p + dx + wid].reshape(b, -1) for dy, dx in self.taps]
         return np.stack(cols, axis=-1)
 
     def neighbours_at(self, x: np.ndarray, t: int) -> np.ndarray:
-        """x int (B, H, W) -> the causal neighbours of flat position t, (B, T)."""
-        b, hgt, wid = x.shape
-        i, j = divmod(t, wid)
-        out = np.zeros((b, len(self.taps)), np.int64)
-        for n, (dy, dx) in enumerate(self.taps):
-            r, c = i + dy, j + dx
-            if 0 <= r < hgt and 0 <= c < wid:
-                out[:, n] = x[:, r, c]
-        return out
+        """x int (B, H, W) -> the causal neighbours of flat position t, (B, T), zero outside the image."""
+        flat_index, inside = self._tap_index(x.shape[1], x.shape[2])
+        nb = self.x_mul * x.reshape(len(x), -1)[:, flat_index[t]].astype(np.int64) - self.x_sub
+        nb[:, ~inside[t]] = 0
+        return nb
+
+    def _tap_index(self, hgt: int, wid: int):
+        """Per flat position, its neighbours' flat indices (P, T) (0 where outside) and an inside mask (P, T)."""
+        cached = getattr(self, "_index_cache", None)
+        if cached is None or cached[0] != (hgt, wid):
+            i, j = np.divmod(np.arange(hgt * wid), wid)
+            r, c = i[:, None] + self.taps[:, 0], j[:, None] + self.taps[:, 1]
+            inside = (r >= 0) & (r < hgt) & (c >= 0) & (c < wid)
+            cached = ((hgt, wid), np.where(inside, r * wid + c, 0), inside)
+            self._index_cache = cached
+        return cached[1], cached[2]
 
     def params_all(self, ctx: np.ndarray, x: np.ndarray) -> np.ndarray:
         """ctx int (B, A, H, W), x int (B, H, W) -> output integers of every pixel, (B, H*W, C)."""
@@ -89,12 +99,13 @@ def kernel_taps(mask: np.ndarray) -> np.ndarray:
     return np.array([(r - c, s - c) for r, s in zip(*np.nonzero(mask))], np.int64).reshape(-1, 2)
 
 
-def convert_ar_head(masked, out_conv, ctx_float: torch.Tensor, x_scaled: torch.Tensor, e_x: int, x_max: int,
+def convert_ar_head(masked, out_conv, ctx_float: torch.Tensor, x_seen: torch.Tensor, ints: tuple, x_max: int,
                     head: dict) -> tuple[dict, IntARHead]:
     """Quantize a float AR head (``vae.MaskedConv2d`` + 1x1 ``Conv2d``) calibrated on decoder outputs ``ctx_float``
-    (N, A, H, W) and pixels as the float net sees them, ``x_scaled`` (N, 1, H, W); raw pixels are integers at
-    exponent ``e_x`` (x_int = x_scaled * 2^e_x) up to ``x_max``. ``head``: the output layer's dict(e_out, lo, hi,
-    scale, shift). Returns (the decoder's context head dict for ``integer_net.convert_sequential``, the head)."""
+    (N, A, H, W) and pixels as the head sees them, ``x_seen`` (N, 1, H, W) = s (m x - c) with ``ints`` = (m, c, s);
+    pixels go up to ``x_max``. ``head``: the output layer's dict(e_out, lo, hi, scale, shift). Returns (the
+    decoder's context head dict for ``integer_net.convert_sequential``, the head)."""
+    x_mul, x_sub, step = ints
     e_ctx = int(np.floor(np.log2(CTX_CLIP / max(float(ctx_float.abs().max()), 1e-8)))) - 1  # margin: 2x headroom
     e_acc = e_ctx + ACC_EXTRA_BITS
     mask = masked.mask[0, 0].numpy()
@@ -102,17 +113,18 @@ def convert_ar_head(masked, out_conv, ctx_float: torch.Tensor, x_scaled: torch.T
     w = masked.weight.detach().double().numpy()[:, 0]                       # (A, k, k)
     c = mask.shape[0] // 2
     w_taps = np.stack([w[:, c + dy, c + dx] for dy, dx in taps], axis=0)    # (T, A), acting on x_scaled
-    weight = np.rint(w_taps * 2.0 ** (e_acc - e_x))                          # acting on raw pixel integers
+    weight = np.rint(w_taps * step * 2.0 ** e_acc)                           # acting on the integers m x - c
     with torch.no_grad():
-        hidden = torch.relu(ctx_float + masked(x_scaled))
+        hidden = torch.relu(ctx_float + masked(x_seen))
     e_h = min(activation_exponent(float(hidden.max())), e_acc - 1)
     bias = np.rint(masked.bias.detach().double().numpy() * 2.0 ** e_acc) + 2.0 ** (e_acc - e_h - 1)
-    worst = CTX_CLIP * 2.0 ** (e_acc - e_ctx) + x_max * np.abs(weight).sum(axis=0).max() + np.abs(bias).max()
+    n_max = max(abs(x_mul * x_max - x_sub), x_sub)
+    worst = CTX_CLIP * 2.0 ** (e_acc - e_ctx) + n_max * np.abs(weight).sum(axis=0).max() + np.abs(bias).max()
     if worst >= FLOAT64_EXACT:
         raise ValueError("the autoregressive head cannot meet the float64 exactness budget")
     out = convert_layer(out_conv, e_h, ACT_CLIP, **head)
     ctx_head = dict(e_out=e_ctx, lo=-CTX_CLIP, hi=CTX_CLIP)
-    return ctx_head, IntARHead(taps, weight, bias, e_ctx, e_acc, e_h, out)
+    return ctx_head, IntARHead(taps, weight, bias, e_ctx, e_acc, e_h, out, int(x_mul), int(x_sub))
 
 
 def ar_head_to_tensors(prefix: str, h: IntARHead) -> tuple[dict, dict]:
@@ -123,7 +135,8 @@ def ar_head_to_tensors(prefix: str, h: IntARHead) -> tuple[dict, dict]:
 
     t_out, m_out = layers_to_tensors(f"{prefix}.out", [h.out])
     tensors.update(t_out)
-    return tensors, {"e_ctx": h.e_ctx, "e_acc": h.e_acc, "e_h": h.e_h, "out": m_out}
+    return tensors, {"e_ctx": h.e_ctx, "e_acc": h.e_acc, "e_h": h.e_h, "out": m_out, "x_mul": h.x_mul,
+                     "x_sub": h.x_sub}
 
 
 def ar_head_from_tensors(prefix: str, tensors: dict, meta: dict) -> IntARHead:
@@ -133,4 +146,5 @@ def ar_head_from_tensors(prefix: str, tensors: dict, meta: dict) -> IntARHead:
     return IntARHead(tensors[f"{prefix}.taps"].numpy().astype(np.int64),
                      tensors[f"{prefix}.weight"].numpy().astype(np.float64),
                      tensors[f"{prefix}.bias"].numpy().astype(np.float64),
-                     int(meta["e_ctx"]), int(meta["e_acc"]), int(meta["e_h"]), out)
+                     int(meta["e_ctx"]), int(meta["e_acc"]), int(meta["e_h"]), out, int(meta["x_mul"]),
+                     int(meta["x_sub"]))

@@ -110,8 +110,8 @@ def build_integer_layers(model: ConvVAE, calibration: np.ndarray, bin_exponent: 
     if cfg.ar_channels:
         with torch.no_grad():
             ctx = model.decode(z1)
-        dec_head, nets["ar"] = convert_ar_head(model.ar_masked, model.ar_out, ctx, x * cfg.input_scale, e_in, x_max,
-                                               _output_head(cfg))
+        dec_head, nets["ar"] = convert_ar_head(model.ar_masked, model.ar_out, ctx, model.ar_input(x),
+                                               cfg.ar_input_ints, x_max, _output_head(cfg))
     else:
         dec_head = _output_head(cfg)
     nets["dec"] = convert_sequential(model.decoder, z1, bin_exponent, half, dec_head)

@@ -19,8 +19,8 @@ REGISTRY = {
     "mnist": (
         "mnist.safetensors",
         "0" * 64,
-        "8-bit 28x28 grey (MNIST): conv VAE, two latent layers (8x7x7 under 4x7x7), local autoregressive mixture "
-        "of 5 discretized logistics per pixel",
+        "8-bit 28x28 grey (MNIST): conv VAE, 8x7x7 latents, local autoregressive mixture of 5 discretized "
+        "logistics per pixel",
     ),
     "binarized-mnist": (
         "binarized-mnist.safetensors",

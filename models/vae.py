@@ -46,6 +46,7 @@ class VAEConfig:
     top_hidden: int = 64          # channels of the two small nets q(z2|z1) and p(z1|z2)
     ar_channels: int = 0          # 0: pixels independent given z1; A > 0: local autoregressive head, A hidden units
     ar_kernel: int = 5            # the causal neighbourhood: rows above and pixels to the left in a k x k square
+    ar_centered: bool = False     # the AR head sees pixels as 2x/max - 1 in [-1, 1] (True) or as x * input_scale
 
     @property
     def input_scale(self) -> float:
@@ -56,6 +57,12 @@ class VAEConfig:
     def out_channels(self) -> int:
         """Likelihood parameters per pixel: 3K for a K-logistic mixture (logits, means, log-scales), 1 logit."""
         return 3 * self.components if self.likelihood == "logistic_mixture" else 1
+
+    @property
+    def ar_input_ints(self) -> tuple:
+        """(m, c, s): the AR head sees pixel x as the integer m x - c (0 outside the image), times s."""
+        top = 255 if self.likelihood == "logistic_mixture" else 1
+        return (2, top, 1.0 / top) if self.ar_centered else (1, 0, self.input_scale)
 
     @property
     def decoder_channels(self) -> int:
@@ -140,8 +147,16 @@ class ConvVAE(nn.Module):
         With an autoregressive head, pixel (i, j)'s parameters depend only on pixels before it in raster order."""
         if not self.config.ar_channels:
             return decoded
-        h = torch.relu(decoded + self.ar_masked(x.float() * self.config.input_scale))
+        h = torch.relu(decoded + self.ar_masked(self.ar_input(x)))
         return self.ar_out(h)
+
+    def ar_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The pixels as the AR head's masked conv sees them (zero padding = 0 in this space)."""
+        cfg = self.config
+        if not cfg.ar_centered:
+            return x.float() * cfg.input_scale
+        top = 255.0 if cfg.likelihood == "logistic_mixture" else 1.0
+        return x.float() * (2.0 / top) - 1.0
 
     def log_likelihood(self, x: torch.Tensor, decoded: torch.Tensor) -> torch.Tensor:
         """log p(x|z) in nats per item, shape (B,), from the decoder output ``decode(z)``."""

@@ -510,9 +510,9 @@ def test_models_when_none_installed(monkeypatch):
 def test_eval_shows_bounds_and_archive_rate(tmp_path):
     src = tmp_path / "d.npy"
     src.write_bytes(npy_bytes(grey_data(300)))
-    r = run("eval", src, "--samples", "5", "--limit", "200", "--classical")
+    r = run("eval", src, "--samples", "5", "--iwae-k", "3", "--limit", "200", "--classical")
     assert r.exit_code == 0, r.output
-    for field in ("-ELBO", "NLL (IWAE, k=5)", "archive (bits-back)", "round trip verified", "first 200 items",
+    for field in ("-ELBO", "IWAE-3 bound", "NLL (IWAE, k=5)", "archive (bits-back)", "round trip verified", "first 200 items",
                   "xz -9e", "archive vs -ELBO"):
         assert field in r.output, (field, r.output)
     rates = {l.split("  ")[0]: l for l in r.output.splitlines()}
@@ -568,11 +568,11 @@ def test_train_orchestrates_training_and_export(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     config, shape, float_path, kw = calls["train"]
     assert config.kw["likelihood"] == "logistic_mixture" and config.kw["latent_channels"] == 4
-    assert config.kw["ar_channels"] == 32 and config.kw["top_latent_channels"] == 4  # the mnist recipe's
+    assert config.kw["ar_channels"] == 32 and config.kw["ar_centered"] is True  # the mnist recipe's
     assert float_path == tmp_path / "toy-grey.safetensors.float.safetensors" and kw["epochs"] == 1
-    assert (kw["objective"], kw["iwae_k"], kw["lr_schedule"], kw["kl_warmup_steps"]) == ("iwae", 3, "cosine", 500)
+    assert (kw["objective"], kw["iwae_k"], kw["lr_schedule"], kw["kl_warmup_steps"]) == ("iwae", 3, "cosine", 200)
     assert calls["export"][:3] == (float_path, (100, 4, 4), "toy-grey") and calls["export"][4] == 5
-    assert "4 x 7 x 7 under 4 x 7 x 7" in r.output and "autoregressive" in r.output
+    assert "latents 4 x 7 x 7," in r.output and "autoregressive" in r.output
     assert out.read_bytes() == b"coding weights"
     assert "epoch 1" in r.output and "bbans compress" in r.output and "-ELBO" in r.output
     assert files_in(tmp_path) == {out.name, float_path.name}
@@ -580,6 +580,13 @@ def test_train_orchestrates_training_and_export(tmp_path, monkeypatch):
     r = run("train", "mnist", "--out", out, "--resume", "--epochs", "0")  # export the checkpoint again
     assert r.exit_code == 0 and calls["train"][3]["resume"] is True, r.output
     assert_user_error(run("train", "binarized-mnist", "--out", tmp_path / "new.st", "--resume"), 2, "--resume")
+    r = run("train", "binarized-mnist", "--out", tmp_path / "toy-binary.st", "--epochs", "1", "--calibration", "100",
+            "--top-latent-channels", "2", "--ar-channels", "0")
+    assert r.exit_code == 0, r.output
+    config, _, _, kw = calls["train"]
+    assert (config.kw["likelihood"], config.kw["top_latent_channels"], config.kw["ar_channels"]) == ("bernoulli", 2, 0)
+    assert kw["kl_warmup_steps"] == 500 and calls["export"][4] == 5
+    assert "8 x 7 x 7 under 2 x 7 x 7" in r.output and "independent" in r.output
 
 
 # -------------------------------------------------------------------------------------------------- help

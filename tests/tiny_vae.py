@@ -14,10 +14,11 @@ from bbans_models.vae import ConvVAE, VAEConfig
 def make_tiny_model_file(folder: Path, likelihood: str = "logistic_mixture", seed: int = 0, top: int = 0,
                          ar: int = 0) -> Path:
     """A random tiny model file; ``top`` > 0 adds a top latent layer of that many channels, ``ar`` > 0 an
-    autoregressive head of that many hidden units."""
+    autoregressive head of that many hidden units (pixels centred for 8-bit data, raw for binary)."""
     torch.manual_seed(seed)
     cfg = VAEConfig(likelihood=likelihood, components=3, latent_channels=2, hidden=[4, 8, 8],
-                    top_latent_channels=top, top_hidden=6, ar_channels=ar, ar_kernel=3)
+                    top_latent_channels=top, top_hidden=6, ar_channels=ar, ar_kernel=3,
+                    ar_centered=likelihood == "logistic_mixture")
     model = ConvVAE(cfg)
     tag = f"{likelihood}_{seed}" + (f"_top{top}" if top else "") + (f"_ar{ar}" if ar else "")
     float_path = folder / f"tiny_{tag}.float.safetensors"
