@@ -176,6 +176,7 @@ def train(
     while not out_of_budget():
         model.train()
         perm = np.random.default_rng([seed, epoch]).permutation(len(train_data))
+        torch.manual_seed(seed * 1_000_003 + epoch)  # per-epoch noise, so a resumed run continues exactly
         running, seen, recent, recent_n = 0.0, 0, 0.0, 0
         for j in range(0, len(perm) - batch_size + 1, batch_size):
             x = x_all[perm[j:j + batch_size]].to(dev, non_blocking=True)
