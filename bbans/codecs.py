@@ -179,10 +179,26 @@ class Categorical(_ConstrictionCodec):
             row_max = self.probs.max(axis=1)
             if not np.all(row_max > 0):
                 raise BBANSError("every categorical distribution needs at least one positive probability")
-            floor = np.ldexp(row_max, -max(0, 20 - (self.n - 1).bit_length()))  # bit_length = ceil(log2 n)
-            if np.any(self.probs[:, -1] < floor):
-                self.probs = self.probs.copy()  # never write into the caller's array
-                np.maximum(self.probs[:, -1], floor, out=self.probs[:, -1])
+            self._floor_last(row_max)
+
+    def _floor_last(self, row_max: np.ndarray) -> None:
+        floor = np.ldexp(row_max, -max(0, 20 - (self.n - 1).bit_length()))  # bit_length = ceil(log2 n)
+        if np.any(self.probs[:, -1] < floor):
+            self.probs = self.probs.copy()  # never write into the caller's array
+            np.maximum(self.probs[:, -1], floor, out=self.probs[:, -1])
+
+    @classmethod
+    def from_weights(cls, weights: np.ndarray) -> "Categorical":
+        """A Categorical over rows of ``weights`` (n_rows, n) float32 that the caller guarantees finite and at least
+        1 everywhere (e.g. ``bbans.twostage`` tables): skips the input checks, which dominate the cost of the
+        small per-position codecs of autoregressive decoding. Same distribution as ``Categorical(weights)``."""
+        self = cls.__new__(cls)
+        self.n = weights.shape[-1]
+        self.shape = weights.shape[:-1]
+        self.probs = weights
+        if weights.size and self.n > 1:
+            self._floor_last(weights.max(axis=1))
+        return self
 
     def _family_and_params(self):
         return _model.Categorical(perfect=False), (self.probs,)

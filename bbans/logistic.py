@@ -32,11 +32,11 @@ class DiscretizedLogisticMixture(TwoStageCodec):
             raise BBANSError("logistic mixture parameters must share one shape (*shape, K)")
         self.shape = means.shape[:-1]
         k = means.shape[-1]
-        self._means = np.clip(means.reshape(-1, k), tables.MEAN_MIN, tables.MEAN_MAX)
+        self._means = tables.clamp(means.reshape(-1, k), tables.MEAN_MIN, tables.MEAN_MAX)
         self.rows = self._means.shape[0]
-        lsc = np.clip(log_scales.reshape(-1, k), tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX)
+        lsc = tables.clamp(log_scales.reshape(-1, k), tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX)
         self._inv_scale = tables.inv_scale_table()[lsc - tables.LOG_SCALE_MIN]
-        w = np.clip(logits.reshape(-1, k), -tables.LOGIT_MAX, tables.LOGIT_MAX)
+        w = tables.clamp(logits.reshape(-1, k), -tables.LOGIT_MAX, tables.LOGIT_MAX)
         self._weights = tables.mix_weight_table()[w.max(axis=1, keepdims=True) - w]
 
     @classmethod

@@ -104,8 +104,8 @@ class TwoStageCodec(Codec):
 
     def _push_symbols(self, coder, s: np.ndarray) -> None:
         coarse = s >> 4
-        Categorical(self._tables(coarse)).push(coder, s & 15)
-        Categorical(self._coarse_tables()).push(coder, coarse)
+        Categorical.from_weights(self._tables(coarse)).push(coder, s & 15)
+        Categorical.from_weights(self._coarse_tables()).push(coder, coarse)
 
     def stages(self, symbols) -> list:
         """[(coarse probabilities (rows, n/16), coarse parts), (fine probabilities (rows, 16), fine parts)]: the
@@ -117,9 +117,9 @@ class TwoStageCodec(Codec):
     def _pop_symbols(self, coder, weigh: bool = False):
         """Pop symbols (flat int64); with ``weigh``, also their ``_neg_log2_fixed`` from the same tables."""
         ct = self._coarse_tables()
-        coarse = Categorical(ct).pop(coder).astype(np.int64)
+        coarse = Categorical.from_weights(ct).pop(coder).astype(np.int64)
         ft = self._tables(coarse)
-        s = coarse * 16 + Categorical(ft).pop(coder)
+        s = coarse * 16 + Categorical.from_weights(ft).pop(coder)
         return (s, _table_cost(ct, ft, s)) if weigh else s
 
     def _neg_log2_fixed(self, s: np.ndarray) -> np.ndarray:
@@ -152,10 +152,10 @@ def table_cdf(table: np.ndarray, numerator: np.ndarray, shift: int, interpolate:
     """
     if not interpolate:
         idx = np.right_shift(numerator + (1 << (shift - 1)), shift)
-        np.clip(idx, -tables.SIGMOID_HALF, tables.SIGMOID_HALF, out=idx)
+        idx = tables.clamp(idx, -tables.SIGMOID_HALF, tables.SIGMOID_HALF)
         return table[idx + tables.SIGMOID_HALF]
     lim = tables.SIGMOID_HALF << shift
-    num = np.clip(numerator, -lim, lim)
+    num = tables.clamp(numerator, -lim, lim)
     idx = np.right_shift(num, shift) + tables.SIGMOID_HALF     # floor
     frac = num & ((1 << shift) - 1)
     lo = table[idx]

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bbans.tables import clamp
+
 from .integer_net import ACT_CLIP, IntLayer, activation_exponent, convert_layer
 
 CTX_CLIP = (1 << 15) - 1   # context values are integers in [-CTX_CLIP, CTX_CLIP]
@@ -51,10 +53,10 @@ class IntARHead:
         """ctx (..., A) and neighbours (..., T), both integer-valued -> output integers (..., C), int64."""
         acc = ctx.astype(np.float64) * float(2 ** (self.e_acc - self.e_ctx)) + nb.astype(np.float64) @ self.weight
         acc += self.bias
-        h = np.clip(np.floor(acc * 2.0 ** (self.e_h - self.e_acc)), 0, ACT_CLIP)
+        h = clamp(np.floor(acc * 2.0 ** (self.e_h - self.e_acc)), 0, ACT_CLIP)
         w2 = self.out.weight[:, :, 0, 0].T                      # (A, C)
         y = np.floor((h @ w2 + self.out.bias) * self.out.rescale_factors())
-        return np.clip(y, self.out.lo, self.out.hi).astype(np.int64)
+        return clamp(y, self.out.lo, self.out.hi).astype(np.int64)
 
     def neighbours_all(self, x: np.ndarray) -> np.ndarray:
         """x int (B, H, W) -> every pixel's causal neighbours (B, H*W, T), zero outside the image."""
