@@ -91,7 +91,8 @@ def test_run_job_uses_a_fresh_process_and_reports_peak_memory(tmp_path):
 
 def test_subsets_and_model_choice():
     assert list(run.evenly_spaced(10, 3)) == [0, 3, 6] and list(run.evenly_spaced(4, None)) == [0, 1, 2, 3]
-    assert run.models_for(GREY) == ["mnist"] and run.models_for(BINARY) == ["binarized-mnist"]
+    assert run.models_for(GREY) == ["mnist", "mnist-small"]
+    assert run.models_for(BINARY) == ["binarized-mnist", "binarized-mnist-small"]
     idx = jobs.nll_subset(100, 10)
     assert len(set(idx)) == 10 and list(idx) == sorted(idx) and list(idx) == list(jobs.nll_subset(100, 10))
 
