@@ -18,13 +18,13 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY = {
     "mnist": (
         "mnist.safetensors",
-        "0" * 64,
+        "0000000000000000000000000000000000000000000000000000000000000000",
         "8-bit 28x28 grey (MNIST): conv VAE, 8x7x7 latents, local autoregressive mixture of 5 discretized "
         "logistics per pixel",
     ),
     "binarized-mnist": (
         "binarized-mnist.safetensors",
-        "40a1c4dec728cf84db01cfcef47935ddc5050699d33cc627b9178aa0a02f9525" * 64,
+        "40a1c4dec728cf84db01cfcef47935ddc5050699d33cc627b9178aa0a02f9525",
         "binary 28x28 (binarized MNIST): conv VAE, two latent layers (8x7x7 under 4x7x7), local autoregressive "
         "Bernoulli pixels",
     ),
