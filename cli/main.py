@@ -703,7 +703,7 @@ PATH.float.safetensors (weights and optimizer state) is saved after every epoch;
 Ctrl-C keeps the last one, and --resume continues from it (--minutes and --epochs
 then count the whole run). Progress lines show the running -ELBO in bits/dim.
 """)
-@click.argument("recipe", type=click.Choice(sorted(RECIPES)))
+@click.argument("recipe", metavar="RECIPE", type=click.Choice(sorted(RECIPES)))
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
               help="Coding-model weights file to write (loadable with --model PATH).")
 @click.option("--minutes", type=click.FloatRange(0, None), default=10.0, show_default=True,

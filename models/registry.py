@@ -18,7 +18,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY = {
     "mnist": (
         "mnist.safetensors",
-        "0000000000000000000000000000000000000000000000000000000000000000",
+        "ee2f7a4d9a3abb05399e55eb7741216d1dbd78b73b98083b3b26dc3a3051471f",
         "8-bit 28x28 grey (MNIST): conv VAE, 8x7x7 latents, local autoregressive mixture of 5 discretized "
         "logistics per pixel",
     ),
