@@ -22,7 +22,8 @@ import torch
 
 from bbans.tables import clamp
 
-from .integer_net import ACT_CLIP, IntLayer, activation_exponent, convert_layer
+from .integer_net import (ACT_CLIP, IntLayer, activation_exponent, convert_layer, layers_from_tensors,
+                          layers_to_tensors)
 
 CTX_CLIP = (1 << 15) - 1   # context values are integers in [-CTX_CLIP, CTX_CLIP]
 ACC_EXTRA_BITS = 8          # e_acc = e_ctx + this: the masked conv's weights keep ~8 more bits than the context
@@ -133,8 +134,6 @@ def ar_head_to_tensors(prefix: str, h: IntARHead) -> tuple[dict, dict]:
     tensors = {f"{prefix}.taps": torch.from_numpy(h.taps.astype(np.int64)),
                f"{prefix}.weight": torch.from_numpy(h.weight.astype(np.int64)),
                f"{prefix}.bias": torch.from_numpy(h.bias.astype(np.int64))}
-    from .integer_net import layers_to_tensors
-
     t_out, m_out = layers_to_tensors(f"{prefix}.out", [h.out])
     tensors.update(t_out)
     return tensors, {"e_ctx": h.e_ctx, "e_acc": h.e_acc, "e_h": h.e_h, "out": m_out, "x_mul": h.x_mul,
@@ -142,8 +141,6 @@ def ar_head_to_tensors(prefix: str, h: IntARHead) -> tuple[dict, dict]:
 
 
 def ar_head_from_tensors(prefix: str, tensors: dict, meta: dict) -> IntARHead:
-    from .integer_net import layers_from_tensors
-
     out = layers_from_tensors(f"{prefix}.out", tensors, meta["out"])[0]
     return IntARHead(tensors[f"{prefix}.taps"].numpy().astype(np.int64),
                      tensors[f"{prefix}.weight"].numpy().astype(np.float64),
