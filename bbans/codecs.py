@@ -62,6 +62,15 @@ class Codec:
                          "particles; use particles=1 (standard bits-back) with this model")
 
 
+def pop_weighed(codec: Codec, coder):
+    """Pop symbols from ``codec`` and their ``neg_log2_fixed`` (reusing the pop's tables when the codec has its own
+    ``pop_weighed``): (symbols, int64 costs in 2^-20 bits), both of the codec's shape."""
+    if hasattr(codec, "pop_weighed"):
+        return codec.pop_weighed(coder)
+    symbols = codec.pop(coder)
+    return symbols, codec.neg_log2_fixed(symbols)
+
+
 def _reraise(exc: BaseException, what: str):
     """Turn a constriction failure (ValueError, KeyError, or a PanicException, which is a BaseException) into ours."""
     if isinstance(exc, (KeyboardInterrupt, SystemExit)):

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from .codecs import Codec
+from .codecs import Codec, pop_weighed
 from .errors import BBANSError
 
 
@@ -61,8 +61,7 @@ class LayeredLatents(Codec):
         for i in self.order:
             codec = self._layer_codec(i, dict(known))
             if weigh:
-                z, cost = (codec.pop_weighed(coder) if hasattr(codec, "pop_weighed")
-                           else _pop_then_weigh(codec, coder))
+                z, cost = pop_weighed(codec, coder)
                 costs[i] = np.asarray(cost, np.int64).reshape(self.shape[0], self.sizes[i])
             else:
                 z = codec.pop(coder)
@@ -84,8 +83,3 @@ class LayeredLatents(Codec):
         cost = {i: np.asarray(codec.neg_log2_fixed(layers[i]), np.int64).reshape(self.shape[0], self.sizes[i])
                 for i, codec in self._codecs_in_order(layers)}
         return np.concatenate([cost[i] for i in range(len(self.sizes))], axis=1)
-
-
-def _pop_then_weigh(codec: Codec, coder):
-    z = codec.pop(coder)
-    return z, codec.neg_log2_fixed(z)

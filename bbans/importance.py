@@ -36,21 +36,13 @@ from __future__ import annotations
 import numpy as np
 
 from . import fixedlog, schedule
-from .codecs import Categorical, Uniform
+from .codecs import Categorical, Uniform, pop_weighed
 from .errors import ArchiveError, BBANSError, ModelError
 
 
 def _item_sum(cost: np.ndarray, n_items: int) -> np.ndarray:
     """Sum fixed-point costs over everything but the leading item axis: int64 (n_items,)."""
     return np.asarray(cost, np.int64).reshape(n_items, -1).sum(axis=1)
-
-
-def _pop_weighed(q, coder):
-    """Pop latents from codec ``q`` and their fixed-point -log2 q (reusing the pop's tables when the codec can)."""
-    if hasattr(q, "pop_weighed"):
-        return q.pop_weighed(coder)
-    z = q.pop(coder)
-    return z, q.neg_log2_fixed(z)
 
 
 def particle_costs(model, x: np.ndarray, z: np.ndarray, q_costs: np.ndarray) -> np.ndarray:
@@ -84,7 +76,7 @@ def push_batch(model, coder, x: np.ndarray, k: int) -> int:
     n = len(x)
     before = coder.num_valid_bits()
     q = model.posterior(x)
-    popped = [_pop_weighed(q, coder) for _ in range(k)]
+    popped = [pop_weighed(q, coder) for _ in range(k)]
     z = np.stack([np.asarray(p[0]).reshape(n, -1) for p in popped])            # (k, n, L)
     q_costs = np.stack([_item_sum(p[1], n) for p in popped])                   # (k, n)
     weights = selection_weights(particle_costs(model, x, z, q_costs))

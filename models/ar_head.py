@@ -46,10 +46,6 @@ class IntARHead:
     x_mul: int = 1   # a neighbour's integer is x_mul * x - x_sub inside the image, 0 outside
     x_sub: int = 0
 
-    @property
-    def pad(self) -> int:
-        return int(np.abs(self.taps).max()) if len(self.taps) else 0
-
     def _finish(self, ctx: np.ndarray, nb: np.ndarray) -> np.ndarray:
         """ctx (..., A) and neighbours (..., T), both integer-valued -> output integers (..., C), int64."""
         acc = ctx.astype(np.float64) * float(2 ** (self.e_acc - self.e_ctx)) + nb.astype(np.float64) @ self.weight
@@ -61,12 +57,10 @@ class IntARHead:
 
     def neighbours_all(self, x: np.ndarray) -> np.ndarray:
         """x int (B, H, W) -> every pixel's causal neighbours (B, H*W, T), zero outside the image."""
-        b, hgt, wid = x.shape
-        p = self.pad
-        xp = np.zeros((b, hgt + 2 * p, wid + 2 * p), np.int64)
-        xp[:, p:p + hgt, p:p + wid] = self.x_mul * np.asarray(x, np.int64) - self.x_sub
-        cols = [xp[:, p + dy:p + dy + hgt, p + dx:p + dx + wid].reshape(b, -1) for dy, dx in self.taps]
-        return np.stack(cols, axis=-1)
+        flat_index, inside = self._tap_index(x.shape[1], x.shape[2])
+        nb = self.x_mul * x.reshape(len(x), -1)[:, flat_index].astype(np.int64) - self.x_sub
+        nb[:, ~inside] = 0
+        return nb
 
     def neighbours_at(self, x: np.ndarray, t: int) -> np.ndarray:
         """x int (B, H, W) -> the causal neighbours of flat position t, (B, T), zero outside the image."""

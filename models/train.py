@@ -52,11 +52,18 @@ def _load_checkpoint_tensors(path: Path):
     return meta, weights, optim
 
 
-def load_float_checkpoint(path: Path) -> tuple[ConvVAE, dict]:
-    meta, weights, _ = _load_checkpoint_tensors(path)
+def _load_checkpoint(path: Path) -> tuple[ConvVAE, dict, dict]:
+    """(model, training facts, saved optimizer tensors keyed ``"{param index}.{name}"``) from a checkpoint."""
+    meta, weights, optim = _load_checkpoint_tensors(path)
     model = ConvVAE(VAEConfig(**json.loads(meta["config"])))
     model.load_state_dict(weights)
-    return model, json.loads(meta.get("train", "{}"))
+    return model, json.loads(meta.get("train", "{}")), optim
+
+
+def load_float_checkpoint(path: Path) -> tuple[ConvVAE, dict]:
+    """(model, training facts) from a checkpoint written by ``save_float_checkpoint``."""
+    model, facts, _ = _load_checkpoint(path)
+    return model, facts
 
 
 def _restore_optimizer(optimizer: torch.optim.Optimizer, model: ConvVAE, saved: dict) -> bool:
@@ -136,10 +143,7 @@ def train(
     torch.manual_seed(seed)
     start_epoch, elapsed_before, saved_optim = 0, 0.0, {}
     if resume and out_path.exists():
-        meta, weights, saved_optim = _load_checkpoint_tensors(out_path)
-        model = ConvVAE(VAEConfig(**json.loads(meta["config"])))
-        model.load_state_dict(weights)
-        facts = json.loads(meta.get("train", "{}"))
+        model, facts, saved_optim = _load_checkpoint(out_path)
         start_epoch, elapsed_before = facts.get("epochs", 0), facts.get("minutes", 0.0) * 60
         log(f"resuming from {out_path} at epoch {start_epoch}, {elapsed_before / 60:.1f} min done")
     else:
