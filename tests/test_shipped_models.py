@@ -57,6 +57,21 @@ def test_archives_of_renamed_models_still_decode():
     assert find_model("binarized-mnist", load_model("binarized-mnist-small").sha256).name == "binarized-mnist-small"
 
 
+
+def test_archives_of_replaced_weights_still_decode(tmp_path):
+    """tests/archives/binarized-mnist-v1-test-100.bba was written by `bbans compress` with the weights shipped as
+    'binarized-mnist' before they were replaced (now the unlisted 'binarized-mnist-v1'): it must still restore the
+    sample byte for byte, while that retired model stays out of the listing (never picked for new archives)."""
+    from bbans.registry import list_models
+
+    out = tmp_path / "restored.npy"
+    r = CliRunner().invoke(cli, ["decompress", str(ROOT / "tests" / "archives" / "binarized-mnist-v1-test-100.bba"),
+                                 "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes() == SAMPLES["binarized-mnist"].read_bytes()
+    assert "binarized-mnist-v1" not in {info["name"] for info in list_models()}
+
+
 @pytest.mark.parametrize("name", ["mnist", "binarized-mnist"])
 def test_cli_round_trip_on_bundled_sample(name, tmp_path):
     src = tmp_path / "digits.npy"
