@@ -24,7 +24,7 @@ REGISTRY = {
     ),
     "binarized-mnist": (
         "binarized-mnist.safetensors",
-        "40a1c4dec728cf84db01cfcef47935ddc5050699d33cc627b9178aa0a02f9525",
+        "406b9f1afea624e32d90dd392e9ddf3c357db2c49c54dbcce79af0490bbd7d81",
         "binary 28x28 (binarized MNIST): conv VAE, two latent layers (8x7x7 under 4x7x7), local autoregressive "
         "Bernoulli pixels",
     ),
