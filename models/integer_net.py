@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 # oneDNN (torch's CPU convolutions) keeps a compiled primitive, with its scratch memory, for every convolution shape
 # it meets, up to 1,024. The chain's batches grow from 1 in every chunk, so a long chunked run met new shapes chunk
@@ -28,8 +30,6 @@ import torch
 # process, 382-388 MiB with the cache capped at 4 (same speed). Capped here, before the first convolution runs;
 # a value already in the environment wins.
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
-import torch.nn as nn
-import torch.nn.functional as F
 
 EXACT_BITS = 23         # |acc| < 2^23 and rounding offset <= 2^22: float32 integers are exact below 2^24
 MIN_SHIFT = -23         # rescale exponents k >= -23, so the offset 2^(-k-1) <= 2^22

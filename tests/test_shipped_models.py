@@ -57,7 +57,6 @@ def test_archives_of_renamed_models_still_decode():
     assert find_model("binarized-mnist", load_model("binarized-mnist-small").sha256).name == "binarized-mnist-small"
 
 
-
 def test_archives_of_replaced_weights_still_decode(tmp_path):
     """tests/archives/binarized-mnist-v1-test-100.bba was written by `bbans compress` with the weights shipped as
     'binarized-mnist' before they were replaced (now the unlisted 'binarized-mnist-v1'): it must still restore the
