@@ -6,9 +6,9 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 from .api import CompressReport, compress, compress_with_report, decompress
-from .archive import ArchiveHeader, read_header
+from .container.archive import ArchiveHeader, read_header
 from .errors import ArchiveError, BBANSError, InputError, ModelError
-from .registry import default_model_for, find_model, list_models, load_model
+from .container.registry import default_model_for, find_model, list_models, load_model
 
 __all__ = [
     "__version__", "compress", "compress_with_report", "decompress", "CompressReport", "read_header", "ArchiveHeader",

@@ -12,9 +12,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import archive, chain, chunked, classic, importance, registry
+from .container import archive
+
+from .bitsback import chain
+
+from .container import chunked
+
+from .container import classic
+
+from .bitsback import importance
+
+from .container import registry
 from .errors import ArchiveError, BBANSError, InputError, ModelError
-from .protocol import model_fits
+from .bitsback.protocol import model_fits
 
 METHODS = ("auto", "bits-back", *classic.METHODS)
 FALLBACK_PROBE_BYTES = 64 * 1024  # in "auto", classical codecs are tried too when the raw data is at most this big
@@ -229,7 +239,7 @@ def decompress(blob: bytes, model=None, *, progress=None) -> np.ndarray:
     ModelError when the archive's model is missing or differs from the one given.
     """
     if chunked.is_chunked(bytes(blob[:6])):
-        from .chunkjobs import decompress_bytes
+        from .container.pipeline import decompress_bytes
 
         return decompress_bytes(blob, model)
     h, payload = archive.unpack(blob)

@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import bbans
-from bbans.registry import load_model
+from bbans.container.registry import load_model
 from bbans_models.datasets import RECIPES, load_dataset, recipe_splits
 
 

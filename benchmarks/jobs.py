@@ -49,7 +49,7 @@ def _is_binary(data: np.ndarray) -> bool:
 def generic_codecs(optional: bool = True) -> dict:
     """name -> (compress, decompress) of the reference tools: gzip, bz2, xz, then (``optional``) zstd and brotli,
     which need the ``bench`` extra (ImportError naming it otherwise)."""
-    from bbans.classic import REFERENCE_CODECS, optional_reference_codecs
+    from bbans.container.classic import REFERENCE_CODECS, optional_reference_codecs
 
     codecs = (*REFERENCE_CODECS, *(optional_reference_codecs() if optional else ()))
     return {name: (enc, dec) for name, enc, dec in codecs}
@@ -85,7 +85,7 @@ def image_decode(blob: bytes, binary: bool) -> np.ndarray:
 
 
 def job_generic(data: np.ndarray, codec: str) -> dict:
-    from bbans.classic import reference_input
+    from bbans.container.classic import reference_input
 
     core = generic_codecs(optional=False)
     enc, dec = core[codec] if codec in core else generic_codecs()[codec]
@@ -159,7 +159,7 @@ def job_one_image(data: np.ndarray) -> dict:
     import torch
 
     import bbans
-    from bbans.classic import reference_input
+    from bbans.container.classic import reference_input
 
     torch.set_num_threads(1)  # sizes only; one thread is the robust choice on a shared machine
     binary = _is_binary(data)

@@ -30,7 +30,7 @@ import numpy as np
 from bbans_models.datasets import load_dataset
 
 import bbans
-from bbans.classic import REFERENCE_CODECS, optional_reference_codecs
+from bbans.container.classic import REFERENCE_CODECS, optional_reference_codecs
 
 ROOT = Path(__file__).resolve().parent.parent
 JOBS = Path(__file__).resolve().parent / "jobs.py"

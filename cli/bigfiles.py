@@ -18,7 +18,7 @@ def compress_chunked(inp: Input, out, *, model_ref, method: str, batch_size: int
     stdout output). Each chunk picks its own method as ``bbans.compress`` would (``method`` "auto")."""
     from concurrent.futures.process import BrokenProcessPool
 
-    from bbans.chunkjobs import compress_to
+    from bbans.container.pipeline import compress_to
 
     opts = {"particles": particles} if particles != 1 else {}
     with Sink(out, force) as sink, Progress("compressing") as progress:
@@ -65,8 +65,8 @@ def chunked_info(path, as_json: bool) -> None:
     import json
     from collections import Counter
 
-    from bbans import chunked
-    from bbans.archive import read_header
+    from bbans.container import chunked
+    from bbans.container.archive import read_header
     from bbans.errors import ArchiveError
 
     from . import formats

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bbans.archive import MAGIC as ARCHIVE_MAGIC
+from bbans.container.archive import MAGIC as ARCHIVE_MAGIC
 from bbans.errors import ArchiveError, InputError
 from bbans.idx import GZIP_MAGIC, idx_header, is_idx, maybe_gunzip, parse_idx
 

@@ -97,7 +97,7 @@ def _describe_model(m) -> str:
 
 
 def _installed_models_text() -> str:
-    from bbans import registry
+    from bbans.container import registry
 
     try:
         models = registry.list_models()
@@ -114,8 +114,8 @@ def _value_range(data: np.ndarray) -> str:
 
 def _pick_model(data: np.ndarray, model_ref: str | None):
     """The model named by --model, checked against the data, or the registry's default for the data."""
-    from bbans import registry
-    from bbans.protocol import model_fits
+    from bbans.container import registry
+    from bbans.bitsback.protocol import model_fits
 
     if model_ref:
         model = _load_model_ref(model_ref)
@@ -135,7 +135,7 @@ def _pick_model(data: np.ndarray, model_ref: str | None):
 
 def _default_model_or_none(data: np.ndarray):
     """The installed model that fits ``data``, or None (none fits, or it failed to load)."""
-    from bbans import registry
+    from bbans.container import registry
 
     try:
         return registry.default_model_for(data)
@@ -145,7 +145,7 @@ def _default_model_or_none(data: np.ndarray):
 
 def _load_model_ref(ref: str):
     """An installed model by name, or a weights file by path (a missing path gets a plain 'no such file')."""
-    from bbans import registry
+    from bbans.container import registry
 
     p = Path(ref)
     looks_like_path = os.sep in ref or "/" in ref or p.suffix in (".safetensors", ".st", ".bin", ".pt")
@@ -183,7 +183,7 @@ def _iwae_bpd(model, data: np.ndarray, k: int, progress=None) -> float | None:
 
 def _load_archive(path: Path):
     """(blob, header, container) of an archive file; errors name the file."""
-    from bbans.archive import read_header
+    from bbans.container.archive import read_header
 
     blob = formats.read_input_bytes(path)
     try:
@@ -281,7 +281,7 @@ def compress(file: Path, output: Path | None, model_ref: str | None, batch_size:
     """
     import bbans
 
-    from bbans.chunked import default_chunk_items
+    from bbans.container.chunked import default_chunk_items
 
     if keep and remove:
         raise click.UsageError("-k/--keep and --rm contradict each other")
@@ -627,7 +627,7 @@ def eval_(data_file: Path, model_ref: str | None, samples: int, iwae_k: int, lim
     rows.append([f"archive ({method})", f"{bpd:.4f}", f"{fmt_seconds(t_enc)} + {fmt_seconds(t_dec)}",
                  f"{len(blob):,} bytes, encode + decode, round trip verified"])
     if classical:
-        from bbans.classic import reference_input, reference_sizes
+        from bbans.container.classic import reference_input, reference_sizes
 
         raw, what = reference_input(data)
         for name, nbytes, secs in reference_sizes(raw):
@@ -656,7 +656,7 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def models(as_json: bool):
     """List the installed models (the ones compress can pick automatically)."""
-    from bbans import registry
+    from bbans.container import registry
 
     entries = registry.list_models()
     if as_json:
@@ -805,7 +805,7 @@ def train(recipe: str, out: Path, minutes: float, epochs: int | None, latent_cha
                 p.unlink()
     click.echo(f"wrote {out} ({fmt_bytes(out.stat().st_size)}) in {fmt_seconds(time.perf_counter() - t)}")
     try:
-        from bbans import registry
+        from bbans.container import registry
 
         model = registry.load_model(str(out))
         n = min(2000, len(test_data))

@@ -3,7 +3,7 @@ inputs of any size, chunked archives streamed into a temporary file that is rena
 ranges, and removing the input afterwards (gzip's ``--rm``).
 
 Inputs: a plain (uncompressed) uint8/bool ``.npy`` or IDX file and any unrecognised file (raw bytes) are read
-through a memory map one chunk at a time (``bbans.itemsource.FileSource``); gzip IDX and PNG files are read into
+through a memory map one chunk at a time (``bbans.container.sources.FileSource``); gzip IDX and PNG files are read into
 memory. ``-`` is standard input, spooled to a temporary file first (deleted on exit).
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Input:
     shape: tuple
     info: bytes           # container info for the archive's extra field
     description: str
-    source: object        # bbans.itemsource.ArraySource or FileSource
+    source: object        # bbans.container.sources.ArraySource or FileSource
     file_bytes: int
     notes: list = field(default_factory=list)
     from_stdin: bool = False
@@ -134,8 +134,8 @@ def _mapped_idx(path: Path, head: bytes, size: int, name: str):
 
 def open_input(file) -> Input:
     """Open the file to compress (``-``: standard input). Never reads a plain .npy, IDX or unrecognised file whole."""
-    from bbans.archive import MAGIC
-    from bbans.itemsource import ArraySource, FileSource
+    from bbans.container.archive import MAGIC
+    from bbans.container.sources import ArraySource, FileSource
 
     from_stdin = str(file) == STDIN
     path = spool_stdin() if from_stdin else Path(file)
@@ -257,8 +257,9 @@ def decompress_file(file, model, model_ref, force: bool, item_range: str | None,
     appears under that path unless every checksum verified (stdout gets a multi-chunk archive chunk by chunk).
     """
     import bbans
-    from bbans import chunked, chunkjobs
-    from bbans.archive import read_header
+    from bbans.container import chunked
+    from bbans.container import pipeline as chunkjobs
+    from bbans.container.archive import read_header
 
     path = spool_stdin() if str(file) == STDIN else Path(file)
     _readable(path)
@@ -320,7 +321,7 @@ def raw_file_archive(inp: Input, blob: bytes, report):
 
 def is_chunked_file(path) -> bool:
     """True when ``path`` is a readable file that starts like a multi-chunk archive."""
-    from bbans.chunked import is_chunked
+    from bbans.container.chunked import is_chunked
 
     try:
         with open(path, "rb") as f:

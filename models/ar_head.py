@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bbans.tables import clamp
+from bbans.codecs.tables import clamp
 
 from .integer_net import (ACT_CLIP, IntLayer, activation_exponent, convert_layer, layers_from_tensors,
                           layers_to_tensors)

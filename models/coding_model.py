@@ -17,12 +17,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from bbans import tables
-from bbans.autoregressive import RasterAutoregressive
-from bbans.gaussian import DiscretizedGaussian, StandardGaussian
-from bbans.hierarchy import LayeredLatents
+from bbans.codecs import tables
+from bbans.codecs.autoregressive import RasterAutoregressive
+from bbans.codecs.gaussian import DiscretizedGaussian, StandardGaussian
+from bbans.codecs.hierarchy import LayeredLatents
 from bbans.errors import ModelError
-from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
+from bbans.codecs.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
 from .export import FORMAT, METADATA_KEY, MU_EXPONENT
 from .ar_head import ar_head_from_tensors

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from bbans import tables
+from bbans.codecs import tables
 
 from .ar_head import ar_head_to_tensors, convert_ar_head
 from .integer_net import convert_sequential, layers_to_tensors

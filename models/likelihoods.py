@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bbans import tables
+from bbans.codecs import tables
 
 # Parameter bounds, in real units, derived from the integer coder's fixed-point ranges (``bbans.tables``) so the
 # float model trains on exactly the family the coder represents. The mean range is wide enough that a trained

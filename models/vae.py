@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bbans import tables
+from bbans.codecs import tables
 
 from .likelihoods import bernoulli_log_prob, logistic_mixture_log_prob, split_mixture_params
 

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import bbans
-from bbans import archive, chunked, chunkjobs
+from bbans.container import archive
+from bbans.container import chunked
+from bbans.container import pipeline as chunkjobs
 from bbans.errors import BBANSError
 from toy_models import ToyBinary
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import bbans
-from bbans import archive
+from bbans.container import archive
 from bbans.errors import ArchiveError, BBANSError, InputError, ModelError
 from toy_models import FakeEntryPoint, FakeProvider, ToyBinary, ToyCoin, ToyGrey, install_providers
 
@@ -286,7 +286,7 @@ def test_errors_are_bbans_errors_with_exit_codes():
 
 
 def test_reference_input_packs_binary_data_for_classical_comparisons():
-    from bbans.classic import reference_input, reference_sizes
+    from bbans.container.classic import reference_input, reference_sizes
 
     binary = np.zeros((2, 4, 4), np.uint8)
     binary[0, 0, :3] = 1

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bbans.classic import reference_input
+from bbans.container.classic import reference_input
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,7 +31,7 @@ BINARY = np.load(ROOT / "samples" / "binarized-mnist-test-100.npy")[:4]
 
 
 def test_missing_optional_codec_names_the_bench_extra(monkeypatch):
-    from bbans.classic import optional_reference_codecs
+    from bbans.container.classic import optional_reference_codecs
 
     monkeypatch.setitem(sys.modules, "brotli", None)  # makes `import brotli` fail
     with pytest.raises(ImportError, match=r"brotli.*pip install -e \.\[bench\]"):

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from bbans import chain, schedule
+from bbans.bitsback import chain
+
+from bbans.bitsback import schedule
 from bbans.errors import ArchiveError
 from toy_models import ToyBinary, ToyGrey, quantized_gaussian_logprob2
 

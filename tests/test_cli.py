@@ -20,7 +20,7 @@ from hypothesis import given, settings, strategies as st
 from PIL import Image
 from scipy.special import ndtr
 
-from bbans.codecs import Categorical, QuantizedGaussian
+from bbans.codecs.basic import Categorical, QuantizedGaussian
 from bbans.errors import ArchiveError
 from bbans.idx import idx_header
 from bbans_cli import formats

@@ -4,9 +4,9 @@ import pytest
 import constriction
 from hypothesis import given, settings, strategies as st
 
-from bbans.codecs import Bernoulli, Categorical, QuantizedGaussian, Sequence, Uniform
+from bbans.codecs.basic import Bernoulli, Categorical, QuantizedGaussian, Sequence, Uniform
 from bbans.errors import BBANSError
-from bbans.schedule import seed_words
+from bbans.bitsback.schedule import seed_words
 from toy_models import quantized_gaussian_logprob2
 
 AnsCoder = constriction.stream.stack.AnsCoder

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 from scipy.stats import norm
 
-from bbans.gaussian import DiscretizedGaussian, StandardGaussian
+from bbans.codecs.gaussian import DiscretizedGaussian, StandardGaussian
 
 from helpers import empty_coder
 

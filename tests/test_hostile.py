@@ -12,7 +12,9 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 import bbans
-from bbans import archive, chunked, chunkjobs
+from bbans.container import archive
+from bbans.container import chunked
+from bbans.container import pipeline as chunkjobs
 from bbans.errors import ArchiveError, InputError, ModelError
 from fuzzing import field_data, join_chunked, mutate, run_case, split_chunked, toy_corpus
 from toy_models import FakeEntryPoint, FakeProvider, ToyBinary, install_providers

@@ -11,9 +11,13 @@ from click.testing import CliRunner
 from hypothesis import given, settings, strategies as st
 
 import bbans
-from bbans import archive, chain, fixedlog, importance, schedule
+from bbans.container import archive
+from bbans.bitsback import chain
+from bbans.codecs import fixedlog
+from bbans.bitsback import importance
+from bbans.bitsback import schedule
 from bbans.errors import ArchiveError, InputError, ModelError
-from bbans.registry import load_model
+from bbans.container.registry import load_model
 from bbans_cli.main import cli
 from bbans_models.coding_model import VAECodingModel
 from tiny_vae import make_tiny_model_file, random_images

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from bbans import tables
+from bbans.codecs import tables
 from bbans_models.coding_model import VAECodingModel
 from bbans_models.integer_net import channel_abs_sums
 

@@ -7,13 +7,17 @@ import pytest
 import constriction
 from hypothesis import given, settings, strategies as st
 
-from bbans import api, chain, importance
-from bbans.autoregressive import RasterAutoregressive
-from bbans.codecs import Bernoulli, Categorical, Uniform
-from bbans.fixedlog import ONE
-from bbans.hierarchy import LayeredLatents
-from bbans.logistic import DiscretizedLogisticMixture
-from bbans.schedule import seed_words
+from bbans import api
+
+from bbans.bitsback import chain
+
+from bbans.bitsback import importance
+from bbans.codecs.autoregressive import RasterAutoregressive
+from bbans.codecs.basic import Bernoulli, Categorical, Uniform
+from bbans.codecs.fixedlog import ONE
+from bbans.codecs.hierarchy import LayeredLatents
+from bbans.codecs.logistic import DiscretizedLogisticMixture
+from bbans.bitsback.schedule import seed_words
 
 AnsCoder = constriction.stream.stack.AnsCoder
 FAST = settings(max_examples=40, deadline=None)

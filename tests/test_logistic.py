@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings, strategies as st
 
-from bbans.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
+from bbans.codecs.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
 from helpers import empty_coder
 

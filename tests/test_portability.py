@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bbans
-from bbans.registry import load_model
+from bbans.container.registry import load_model
 from bbans_models.coding_model import VAECodingModel
 from bbans_models.datasets import dataset_path, load_dataset
 

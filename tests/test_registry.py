@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bbans import registry
+from bbans.container import registry
 from bbans.errors import ModelError
 from toy_models import FakeEntryPoint, FakeProvider, ToyBinary, ToyGrey, install_providers
 

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import bbans
-from bbans.registry import load_model
+from bbans.container.registry import load_model
 from bbans_cli.main import cli
 from bbans_models.datasets import RECIPES, dataset_path, load_dataset, recipe_splits
 
@@ -49,7 +49,7 @@ def test_archive_rate_within_one_percent_of_neg_elbo(name):
 def test_archives_of_renamed_models_still_decode():
     """Archives record (name, sha256). 'mnist-small' was shipped as 'mnist': an archive naming 'mnist' with its
     weights' sha256 must find them under the new name."""
-    from bbans.registry import find_model
+    from bbans.container.registry import find_model
 
     small = load_model("mnist-small")
     assert small.name == "mnist-small"
@@ -61,7 +61,7 @@ def test_archives_of_replaced_weights_still_decode(tmp_path):
     """tests/archives/binarized-mnist-v1-test-100.bba was written by `bbans compress` with the weights shipped as
     'binarized-mnist' before they were replaced (now the unlisted 'binarized-mnist-v1'): it must still restore the
     sample byte for byte, while that retired model stays out of the listing (never picked for new archives)."""
-    from bbans.registry import list_models
+    from bbans.container.registry import list_models
 
     out = tmp_path / "restored.npy"
     r = CliRunner().invoke(cli, ["decompress", str(ROOT / "tests" / "archives" / "binarized-mnist-v1-test-100.bba"),

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from bbans.codecs import Bernoulli, Categorical, QuantizedGaussian
+from bbans.codecs.basic import Bernoulli, Categorical, QuantizedGaussian
 
 
 def _squash(t):
@@ -153,6 +153,6 @@ class FakeEntryPoint:
 
 def install_providers(monkeypatch, *entry_points):
     """Make bbans.registry see exactly these entry points."""
-    from bbans import registry
+    from bbans.container import registry
 
     monkeypatch.setattr(registry, "_entry_points", lambda: list(entry_points))

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from .errors import ArchiveError
+from ..errors import ArchiveError
 
 WORD_BITS = 32
 RESERVE_BITS = 64  # bits left on the stack under every batch's pops (constriction's 64-bit head)

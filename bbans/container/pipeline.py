@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import archive, chunked
-from .errors import ArchiveError, BBANSError, InputError
-from .itemsource import ArraySource
+from . import archive
+
+from . import chunked
+from ..errors import ArchiveError, BBANSError, InputError
+from .sources import ArraySource
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _models: dict = {}  # per process: model reference -> loaded model
@@ -87,8 +89,9 @@ def _elbo_bits(model, data: np.ndarray) -> float | None:
 
 
 def _encode_chunk(k, data, model, model_ref, method, batch_size, want_elbo, options, progress=None) -> ChunkResult:
-    from . import api, registry
-    from .protocol import model_fits
+    from .. import api
+    from . import registry
+    from ..bitsback.protocol import model_fits
 
     if model is None and model_ref is not None:
         model = _load(model_ref)
@@ -225,7 +228,7 @@ def compress_to(f, source, *, model=None, model_ref: str | None = None, method: 
 
 
 def _decode_blob(blob: bytes, model, model_ref) -> np.ndarray:
-    from . import api
+    from .. import api
 
     if model is None and model_ref is not None:
         model = _load(model_ref)

@@ -13,7 +13,7 @@ import zlib
 
 import numpy as np
 
-from .errors import ArchiveError
+from ..errors import ArchiveError
 
 METHODS = ("deflate", "lzma", "bz2", "stored")
 

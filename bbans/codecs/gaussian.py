@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import tables
-from .errors import BBANSError
+from ..errors import BBANSError
 from .twostage import TwoStageCodec, table_cdf
 
 

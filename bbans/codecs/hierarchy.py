@@ -21,8 +21,8 @@ from typing import Callable
 
 import numpy as np
 
-from .codecs import Codec, pop_weighed
-from .errors import BBANSError
+from .basic import Codec, pop_weighed
+from ..errors import BBANSError
 
 
 class LayeredLatents(Codec):

@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .codecs import Codec
+from ..codecs.basic import Codec
 
 
 @runtime_checkable

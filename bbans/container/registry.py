@@ -16,8 +16,8 @@ import os
 from importlib.metadata import entry_points
 from types import SimpleNamespace
 
-from .errors import ModelError
-from .protocol import model_fits
+from ..errors import ModelError
+from ..bitsback.protocol import model_fits
 
 GROUP = "bbans.models"
 

@@ -15,7 +15,7 @@ import numpy as np
 import constriction
 
 from . import fixedlog
-from .errors import ArchiveError, BBANSError
+from ..errors import ArchiveError, BBANSError
 
 _model = constriction.stream.model
 

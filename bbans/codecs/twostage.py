@@ -17,9 +17,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import fixedlog, tables
-from .codecs import Categorical, Codec
-from .errors import BBANSError
+from . import fixedlog
+
+from . import tables
+from .basic import Categorical, Codec
+from ..errors import BBANSError
 
 INF_EDGE = 1 << 20
 _FINE_OFFSETS = np.arange(0, 17, dtype=np.int64)

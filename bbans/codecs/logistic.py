@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import tables
-from .codecs import Bernoulli
-from .errors import BBANSError
+from .basic import Bernoulli
+from ..errors import BBANSError
 from .twostage import TwoStageCodec, table_cdf
 
 

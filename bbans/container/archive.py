@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ArchiveError
-from .schedule import MAX_SEED_WORDS
+from ..errors import ArchiveError
+from ..bitsback.schedule import MAX_SEED_WORDS
 
 MAGIC = b"BBAN"
 FORMAT_VERSION = 1

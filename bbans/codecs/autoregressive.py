@@ -24,8 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from .codecs import Categorical, Codec
-from .errors import ArchiveError, BBANSError
+from .basic import Categorical, Codec
+from ..errors import ArchiveError, BBANSError
 
 
 class RasterAutoregressive(Codec):

@@ -26,7 +26,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from . import archive
-from .errors import ArchiveError
+from ..errors import ArchiveError
 
 METHOD_ID = archive.CHUNKED_METHOD_ID  # the method byte of a chunked archive (0..5: single-archive methods)
 FOOTER_MAGIC = b"BBAZ"

@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import fixedlog, schedule
-from .codecs import Categorical, Uniform, pop_weighed
-from .errors import ArchiveError, BBANSError, ModelError
+from ..codecs import fixedlog
+
+from . import schedule
+from ..codecs.basic import Categorical, Uniform, pop_weighed
+from ..errors import ArchiveError, BBANSError, ModelError
 
 
 def _item_sum(cost: np.ndarray, n_items: int) -> np.ndarray:

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import constriction
 
-from . import importance, schedule
-from .errors import ArchiveError, ModelError
+from . import importance
+
+from . import schedule
+from ..errors import ArchiveError, ModelError
 
 AnsCoder = constriction.stream.stack.AnsCoder
 # A decoder refuses archives claiming more items than this many per coded bit: bits-back costs each item its -ELBO,
