@@ -10,13 +10,15 @@ prints one JSON object on its last stdout line: the job's figures, plus
 
 Jobs (``data`` is a uint8 ``.npy`` of shape (N, 28, 28); times are wall seconds of the codec calls alone):
 
-- ``generic`` ``codec``: a ``bbans.classic`` reference tool on the raw bytes (binary data packed 8 values per byte);
+- ``generic`` ``codec``: a ``bbans.container.classic`` reference tool on the raw bytes (binary data packed 8 values
+  per byte);
 - ``image`` ``fmt`` ("png" | "webp"): Pillow, one file per image, sizes summed (and the size of one blank image's
   file, the per-file floor of headers and framing);
 - ``bbans`` ``model``, ``method``, ``threads``, ``particles``: ``bbans.compress_with_report`` then
   ``bbans.decompress`` with torch limited to ``threads`` threads (``particles`` K > 1: Monte-Carlo bits-back);
 - ``model_eval`` ``model``, ``nll_items``, ``nll_samples``, ``threads``: the float model's -ELBO on all items and
-  its importance-sampled NLL estimate (seed Eq. 15) on a seeded random subset, bits/dim;
+  its importance-sampled NLL estimate (Burda et al., "Importance weighted autoencoders", ICLR 2016) on a seeded
+  random subset, bits/dim;
 - ``one_image``: bytes of every codec above on ``data`` (a single image).
 
 Only the ``bbans``, ``model_eval`` and ``one_image`` jobs import torch.
@@ -120,7 +122,8 @@ def job_bbans(data: np.ndarray, model: str, method: str = "bits-back", threads: 
     torch.set_num_threads(threads)
     m = bbans.load_model(model)
     t = time.perf_counter()
-    kw = {"particles": particles} if particles > 1 else {}  # K > 1: Monte-Carlo bits-back (bbans/importance.py)
+    # K > 1: Monte-Carlo bits-back (bbans/bitsback/importance.py)
+    kw = {"particles": particles} if particles > 1 else {}
     blob, report = bbans.compress_with_report(data, m, method=method, **kw)
     t_enc = time.perf_counter() - t
     t = time.perf_counter()

@@ -127,8 +127,8 @@ def set_table(title: str, data: np.ndarray, rows: dict, binary: bool, n_total: i
                      f"{ev['nll']:.4f} | {arch['encode_s']:.1f} | {arch['decode_s']:.1f} | {mem(arch)} |")
         gap = 100 * (rate / ev["neg_elbo"] - 1)
         notes.append(f"bbans `{model}`: archive {arch['bytes']:,} bytes, {gap:+.2f}% vs the model's −ELBO on the "
-                     f"same images; NLL = −log of the {ev['nll_samples']}-sample importance estimate (seed Eq. 15) "
-                     f"on {ev['nll_items']:,} of these images (seeded random subset), whose "
+                     f"same images; NLL = −log of the {ev['nll_samples']}-sample importance estimate "
+                     f"(Burda et al., ICLR 2016) on {ev['nll_items']:,} of these images (seeded random subset), whose "
                      f"−ELBO is {ev['neg_elbo_subset']:.4f}; round trip byte-exact.")
         for m, k, r in rows.get("particles", ()):
             if m == model:

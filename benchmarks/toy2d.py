@@ -1,21 +1,22 @@
-"""The seed's Sec. 6 reproduced: VAEs and IWAEs with 2 latent dims on three 2-D distributions.
+"""Sec. 6 of R. Yu, "A Tutorial on VAEs: From Bayes' Rule to Lossless Compression" (arXiv:2006.10273, 2020)
+reproduced: VAEs and IWAEs with 2 latent dims on three 2-D distributions.
 
-    python benchmarks/toy2d.py                 # train the 6 models (seed's iteration counts), table + figures
+    python benchmarks/toy2d.py                 # train the 6 models (the paper's iteration counts), table + figures
     python benchmarks/toy2d.py --reuse         # evaluate / plot checkpoints already in runs/toy2d
     python benchmarks/toy2d.py --fraction 0.05 # a quick run with 5% of the iterations (not the reported figures)
 
-Per data set: the exact entropy H of the true distribution (``bbans_models.toy2d_data.entropy_bits``), and for a
+Per data set: the exact entropy H of the true distribution (``experiments.toy2d_data.entropy_bits``), and for a
 VAE (ELBO, 60,000 iterations) and an IWAE (k = 10, 30,000 iterations), both at batch 200 with fresh exact samples:
-the -ELBO (one latent sample, analytic KL), the IWAE-10 loss and the NLL estimated with 250 importance samples (seed
-Eq. 15), all in bits per data point on fresh test points, beside the seed's Table 1a / Table 2 figures. Writes
-docs/toy2d.md and two figures in docs/figures/: true vs estimated density (seed Fig. 1a/3a) and the latent-space
-colour correspondence (Fig. 1b/3b). Checkpoints (safetensors) go to runs/toy2d/ (git-ignored). 1 torch thread.
+the -ELBO (one latent sample, analytic KL), the IWAE-10 loss and the NLL estimated with 250 importance samples
+(Burda et al., "Importance Weighted Autoencoders", ICLR 2016), all in bits per data point on fresh test points,
+beside the paper's Table 1a / Table 2 figures. Writes docs/toy2d.md and two figures in docs/figures/: true vs
+estimated density (the paper's Fig. 1a/3a) and the latent-space colour correspondence (Fig. 1b/3b). Checkpoints
+(safetensors) go to runs/toy2d/ (git-ignored). 1 torch thread.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import time
 from datetime import datetime, timezone
@@ -26,13 +27,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from bbans_models.toy2d_data import DISTRIBUTIONS, entropy_bits, make
-from bbans_models.toy2d_vae import MLPVAE, evaluate, train
+from experiments.toy2d_data import DISTRIBUTIONS, entropy_bits, make
+from experiments.toy2d_vae import MLPVAE, evaluate, train
 
 ROOT = Path(__file__).resolve().parents[1]
-# The seed's figures (Table 1a and Table 2, copied in ../shared/DESIGN.md §7): H, VAE -ELBO, VAE NLL, IWAE loss,
-# IWAE NLL, per data point.
-SEED = {
+# The paper's figures (Yu 2020, Table 1a and Table 2): H, VAE -ELBO, VAE NLL, IWAE loss, IWAE NLL, per data point
+# (in bits: see experiments/toy2d_data.py).
+PAPER_FIGURES = {
     "8gaussians": (-1.92, -1.81, -1.86, -1.85, -1.91),
     "checkerboard": (-1.0, -0.73, -0.81, -0.84, -0.88),
     "2spirals": (-2.34, -1.98, -2.15, -2.25, -2.30),
@@ -165,7 +166,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kinds", nargs="*", default=list(RUNS), choices=list(RUNS),
                    help="train only these (e.g. vae and iwae in two processes), then stop; default: all + report")
-    p.add_argument("--fraction", type=float, default=1.0, help="fraction of the seed's iteration counts")
+    p.add_argument("--fraction", type=float, default=1.0, help="fraction of the paper's iteration counts")
     p.add_argument("--reuse", action="store_true", help="load checkpoints from --runs instead of training")
     p.add_argument("--runs", type=Path, default=ROOT / "runs" / "toy2d")
     p.add_argument("--test-points", type=int, default=10_000)
@@ -178,7 +179,7 @@ def main() -> None:
     header = (f"# measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()} "
               f"({platform.processor() or 'cpu'}), torch {torch.__version__}, 1 torch thread; MLP {LAYERS}x{HIDDEN} "
               f"ReLU, Adam lr {LR} cosine-decayed to lr/100, batch {BATCH}, "
-              + ("checkpoints reused" if a.reuse else f"fraction {a.fraction} of the seed's iterations")
+              + ("checkpoints reused" if a.reuse else f"fraction {a.fraction} of the paper's iterations")
               + f", {a.test_points:,} fresh test points, seed {a.seed}")
     log(header)
     if a.kinds != list(RUNS):
@@ -205,18 +206,18 @@ def main() -> None:
             log(f"{key} {kind}: -ELBO {r['neg_elbo'][e]:+.3f}, IWAE-10 loss {r['iwae_loss'][e]:+.3f}, NLL(250) "
                 f"{r['nll'][e]:+.3f} bits/point")
 
-    lines = ["| data | " + " | ".join(f"{c} ours (seed)" for c in COLUMNS) + " | max abs diff |",
+    lines = ["| data | " + " | ".join(f"{c} ours (Yu)" for c in COLUMNS) + " | max abs diff |",
              "|---|" + "---|" * (len(COLUMNS) + 1)]
     checks = []
     for key, vals in rows.items():
-        seed_vals = SEED[key]
-        diffs = [abs(v[0] - s) for v, s in zip(vals, seed_vals)]
-        lines.append(f"| {make(key).name} | " + " | ".join(f"{v[0]:+.3f} ({s:+.2f})" for v, s in zip(vals, seed_vals))
+        paper_vals = PAPER_FIGURES[key]
+        diffs = [abs(v[0] - s) for v, s in zip(vals, paper_vals)]
+        lines.append(f"| {make(key).name} | " + " | ".join(f"{v[0]:+.3f} ({s:+.2f})" for v, s in zip(vals, paper_vals))
                      + f" | {max(diffs):.3f} |")
         h, neg_elbo, vae_nll, iwae_loss, iwae_nll = (v[0] for v in vals)
         checks.append(f"{make(key).name}: VAE NLL < VAE -ELBO: {vae_nll < neg_elbo}; IWAE NLL <= IWAE loss: "
                       f"{iwae_nll <= iwae_loss}; IWAE NLL closer to H than VAE NLL: {abs(iwae_nll - h) < abs(vae_nll - h)} "
-                      f"({iwae_nll - h:+.3f} vs {vae_nll - h:+.3f} bits); seed figures within 0.15: "
+                      f"({iwae_nll - h:+.3f} vs {vae_nll - h:+.3f} bits); paper's figures within 0.15: "
                       f"{all(d <= 0.15 for d in diffs)}")
     table = "\n".join(lines)
     se_line = "Standard errors over the test points (bits): " + "; ".join(
@@ -232,7 +233,9 @@ def main() -> None:
     trained = "; ".join(f"{kind.upper()}: {f.get('iterations')} iterations (KL warm-up {f.get('warmup')}), "
                         f"{f.get('seconds')} s of training wall time" for kind, f in facts.items())
     doc.write_text("\n".join([
-        "# Seed Sec. 6 reproduced: VAE and IWAE with 2 latent dims on 2-D toy data",
+        "# Yu (2020), Sec. 6 reproduced: VAE and IWAE with 2 latent dims on 2-D toy data",
+        "",
+        "R. Yu, \"A Tutorial on VAEs: From Bayes' Rule to Lossless Compression\" (arXiv:2006.10273, 2020).",
         "",
         f"Generated by `{cmd}` ({(time.time() - t_start) / 60:.1f} min).",
         "",
@@ -240,30 +243,31 @@ def main() -> None:
         "",
         f"Training (the three data sets train as one 3-member ensemble per model kind): {trained}.",
         "",
-        "All figures in **bits per data point** (2-D continuous data; the entropy column pins the seed's units: the "
-        "checkerboard's exact -1 bit is log2 of a support of area 1/2 in the unit box). Ours first, the seed's in "
+        "All figures in **bits per data point** (2-D continuous data; the entropy column pins the paper's units: the "
+        "checkerboard's exact -1 bit is log2 of a support of area 1/2 in the unit box). Ours first, the paper's in "
         "parentheses. VAE: ELBO objective; IWAE: k = 10; -ELBO with one latent sample and the analytic KL; NLL "
-        "with 250 importance samples (seed Eq. 15). Likelihood: a Gaussian with learned (decoder-output) variance. "
-        "The seed trained 60,000 (VAE) and 30,000 (IWAE) iterations; this run's counts are on the Training line "
-        "above, and where they are smaller the comparison with the seed is not at equal budget.",
+        "with 250 importance samples (Burda et al., \"Importance Weighted Autoencoders\", ICLR 2016). Likelihood: "
+        "a Gaussian with learned (decoder-output) variance. "
+        "The paper trained 60,000 (VAE) and 30,000 (IWAE) iterations; this run's counts are on the Training line "
+        "above, and where they are smaller the comparison with the paper is not at equal budget.",
         "",
         table,
         "",
         se_line,
         "",
-        "Entropies and scaling (see `models/toy2d_data.py`): " + "; ".join(notes) + ".",
+        "Entropies and scaling (see `benchmarks/experiments/toy2d_data.py`): " + "; ".join(notes) + ".",
         "",
         "Checks: " + "; ".join(checks) + ".",
         "",
         f"![true vs estimated density](figures/{paths[0].name})",
         "",
         "True density and each model's density estimate exp(-NLL, 250 importance samples) on a 120x120 grid, one "
-        "colour scale per row (seed Fig. 1a/3a).",
+        "colour scale per row (the paper's Fig. 1a/3a).",
         "",
         f"![latent correspondence](figures/{paths[1].name})",
         "",
         "Data points coloured by their position (hue: angle, saturation/lightness: radius), and where their "
-        "posterior means land in z-space, for the VAE and the IWAE (seed Fig. 1b/3b).",
+        "posterior means land in z-space, for the VAE and the IWAE (the paper's Fig. 1b/3b).",
         "",
     ]))
     log(f"wrote {doc.relative_to(ROOT)}, " + ", ".join(str(q.relative_to(ROOT)) for q in paths))

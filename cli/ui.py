@@ -1,98 +1,11 @@
-"""Small pieces of the command line: safe output files, a progress line, number formatting, tables."""
+"""Small pieces of the command line: a progress line, number formatting, tables."""
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import click
 
-from bbans.errors import BBANSError
-
-
-class OutputError(BBANSError):
-    """The output file cannot be written (exists without --force, missing folder, ...)."""
-
-    exit_code = 1
-
-
-# ---------------------------------------------------------------------------------------------- output files
-
-
-def check_output(path: Path, force: bool) -> None:
-    """Fail early (before any slow work) when ``path`` cannot be written."""
-    path = Path(path)
-    if path.is_dir():
-        raise OutputError(f"{path}: is a directory; give a file name with -o")
-    if (path.exists() or path.is_symlink()) and not force:
-        raise OutputError(f"{path} already exists; use -f/--force to overwrite it")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"{parent}: no such folder for the output")
-    if not os.access(parent, os.W_OK):
-        raise OutputError(f"{parent}: folder is not writable")
-
-
-def _umask() -> int:
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def write_atomic(path: Path, payload: bytes, force: bool) -> None:
-    """Write ``payload`` to a temporary file beside ``path``, then move it into place.
-
-    A reader never sees a half-written file, and an interrupt (Ctrl-C) or error leaves only what was there before.
-    Without ``force`` an existing file is never replaced, even one created while we worked.
-    """
-    path = Path(path)
-    check_output(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=_folder(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        move_into_place(Path(tmp), path, force)
-    finally:
-        _unlink_quietly(Path(tmp))
-
-
-def temp_path_beside(path: Path) -> Path:
-    """A fresh, unused temporary name in ``path``'s folder (for writers that want a path, not a file object)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".part", dir=_folder(Path(path)))
-    os.close(fd)
-    return Path(tmp)
-
-
-def move_into_place(tmp: Path, path: Path, force: bool) -> None:
-    """Rename the finished file ``tmp`` (same folder) to ``path``; without ``force`` never replace a file."""
-    os.chmod(tmp, 0o666 & ~_umask())
-    if force:
-        os.replace(tmp, path)
-        return
-    try:
-        os.link(tmp, path)  # atomic "create, but never clobber"
-    except FileExistsError:
-        raise OutputError(f"{path} already exists; use -f/--force to overwrite it") from None
-    except OSError:  # file systems without hard links
-        if path.exists():
-            raise OutputError(f"{path} already exists; use -f/--force to overwrite it") from None
-        os.replace(tmp, path)
-        return
-    os.unlink(tmp)
-
-
-def _folder(path: Path) -> Path:
-    return path.parent if str(path.parent) else Path(".")
-
-
-def _unlink_quietly(p: Path) -> None:
-    try:
-        os.unlink(p)
-    except FileNotFoundError:
-        pass
 
 
 # ------------------------------------------------------------------------------------------------- progress
@@ -201,14 +114,3 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 def kv(pairs: list[tuple[str, str]]) -> str:
     w = max((len(k) for k, _ in pairs), default=0)
     return "\n".join(f"{k + ':':<{w + 1}} {v}" for k, v in pairs)
-
-
-def field(obj, *names, default=None):
-    """First present attribute/key of ``obj`` among ``names`` (reports and headers may be objects or dicts)."""
-    for n in names:
-        if isinstance(obj, dict):
-            if n in obj:
-                return obj[n]
-        elif hasattr(obj, n):
-            return getattr(obj, n)
-    return default

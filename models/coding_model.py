@@ -1,20 +1,19 @@
-"""The shipped VAEs as bbans coding models (see ``bbans.protocol``): integer-exact codecs plus float evaluation.
+"""The shipped VAEs as bbans coding models (see ``bbans.bitsback.protocol``): integer-exact codecs plus float
+evaluation.
 
 Shapes: data uint8 (B, 28, 28); latents int32 (B, latent_size) bin indices, z = index * 2^-b on [-8, 8), with the
 bin exponent b from the model file's coder settings. One latent layer: latent_size = L1*7*7. Two layers: the
-columns hold z1 (L1*7*7) then z2 (L2*7*7), coded by ``bbans.hierarchy.LayeredLatents``: the posterior pops z1 under
-q(z1|x), then z2 under q(z2|z1); the prior pops z2 under N(0, I), then z1 under p(z1|z2).
-Autoregressive models code the pixels with ``bbans.autoregressive.RasterAutoregressive``.
+columns hold z1 (L1*7*7) then z2 (L2*7*7), coded by ``bbans.codecs.hierarchy.LayeredLatents``: the posterior pops
+z1 under q(z1|x), then z2 under q(z2|z1); the prior pops z2 under N(0, I), then z1 under p(z1|z2).
+Autoregressive models code the pixels with ``bbans.codecs.autoregressive.RasterAutoregressive``. Loading a model
+reads its weights file (``weights_file``) and imports no training or export code.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
 from bbans.codecs import tables
@@ -24,18 +23,10 @@ from bbans.codecs.hierarchy import LayeredLatents
 from bbans.errors import ModelError
 from bbans.codecs.logistic import DiscretizedLogisticMixture, bernoulli_from_logits
 
-from .export import FORMAT, METADATA_KEY, MU_EXPONENT
 from .ar_head import ar_head_from_tensors
 from .integer_net import TorchIntNet, forward_numpy, layers_from_tensors
 from .vae import ConvVAE, VAEConfig
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+from .weights_file import MU_EXPONENT, data_shape, file_sha256, read_metadata, value_range
 
 
 def _bounded(raw: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -47,7 +38,7 @@ def _bounded(raw: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 class VAECodingModel:
-    """A ConvVAE weights file (format ``bbans-vae-2``, see ``export``) as a coding model.
+    """A ConvVAE weights file (format ``bbans-vae-2``, see ``weights_file``; written by ``export``) as a coding model.
 
     ``name``: the name archives record (default: the one in the file). ``backend`` is "torch" (default, float32
     torch convolutions on ``device``, exact under the 2^24 budget) or "numpy" (the reference); both give the same
@@ -63,15 +54,9 @@ class VAECodingModel:
         if expected_sha256 and self.sha256 != expected_sha256:
             raise ModelError(f"{path} has sha256 {self.sha256[:12]}…, the registry expects {expected_sha256[:12]}…: "
                              "the weights are damaged or replaced; reinstall bbans")
+        meta = read_metadata(path)
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = json.loads((f.metadata() or {}).get(METADATA_KEY, "{}"))
-            if meta.get("format") != FORMAT:
-                raise ModelError(f"{path} is not a {FORMAT} model file (found format {meta.get('format')!r}); "
-                                 "export it again with this bbans version")
             tensors = load_file(str(path))
-        except ModelError:
-            raise
         except Exception as exc:
             raise ModelError(f"cannot read model file {path}: {exc}") from None
         self.path = path
@@ -79,6 +64,7 @@ class VAECodingModel:
         self.config = VAEConfig(**meta["config"])
         self.coder_settings = meta["coder_settings"]
         self._bin_exp = int(self.coder_settings["latent_bin_exponent"])
+        self.latent_bins = int(self.coder_settings["latent_bins"])  # alphabet of each latent symbol
         self.card = meta.get("card", {})
         layout = meta["int_layers"]
         self._float_state = {k[len("float."):]: v for k, v in tensors.items() if k.startswith("float.")}
@@ -93,9 +79,8 @@ class VAECodingModel:
                       else (lambda v, layers=layers: forward_numpy(layers, v))
                       for part, layers in self.int_layers.items()}
         self._ar = ar_head_from_tensors("int.ar", tensors, layout["ar"]) if "ar" in layout else None
-        self.data_shape = (self.config.image_size, self.config.image_size)
-        binary = self.config.likelihood == "bernoulli"
-        self.value_range = (0, 1) if binary else (0, 255)
+        self.data_shape = data_shape(meta)
+        self.value_range = value_range(meta)
         self.latent_shape = self.config.latent_shape
         self.layer_sizes = self.config.latent_layer_sizes
         self.latent_size = int(sum(self.layer_sizes))
@@ -129,7 +114,7 @@ class VAECodingModel:
     def _layer_input(self, z: np.ndarray, shape: tuple) -> np.ndarray:
         return np.asarray(z).reshape(-1, *shape)
 
-    def posterior(self, x: np.ndarray):
+    def posterior_codec(self, x: np.ndarray):
         """q(z|x): one layer, q(z1|x); two layers, z1 ~ q(z1|x) then z2 ~ q(z2|z1) (``LayeredLatents``)."""
         q1 = self._gaussian(self._nets["enc"](np.asarray(x).reshape(-1, 1, *self.data_shape)))
         if len(self.layer_sizes) == 1:
@@ -140,7 +125,7 @@ class VAECodingModel:
 
         return LayeredLatents(len(x), self.layer_sizes, [0, 1], layer)
 
-    def prior(self, batch: int):
+    def prior_codec(self, batch: int):
         """p(z): one layer, N(0, I); two layers, z2 ~ N(0, I) then z1 ~ p(z1|z2) (``LayeredLatents``)."""
         if len(self.layer_sizes) == 1:
             return self._standard(batch, self.latent_size)
@@ -168,7 +153,7 @@ class VAECodingModel:
         log_scales = _bounded(params[..., 2 * k:], tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX)  # 1/64
         return DiscretizedLogisticMixture(means, log_scales, params[..., :k])
 
-    def likelihood(self, z: np.ndarray):
+    def likelihood_codec(self, z: np.ndarray):
         out = self.likelihood_params(z)
         if self._ar is None:
             return self._pixel_codec(out.transpose(0, 2, 3, 1))  # (B, 28, 28, C)
@@ -207,7 +192,8 @@ class VAECodingModel:
         return self._per_item_bits(x, self.float_model.neg_elbo, seed, batch)
 
     def iwae_bits(self, x: np.ndarray, k: int = 50, seed: int = 0, batch: int = 200) -> np.ndarray:
-        """-log of the k-sample importance estimate of p(x) (seed Eq. 15), bits per item, shape (B,)."""
+        """-log of the k-sample importance estimate of p(x) (Burda et al., "Importance Weighted Autoencoders", ICLR
+        2016), bits per item, shape (B,)."""
         def nll(xb):
             return -(torch.logsumexp(self.float_model.iwae_log_weights(xb, k).double(), 0) - np.log(k))
         return self._per_item_bits(x, nll, seed, batch)

@@ -1,4 +1,5 @@
-"""The real training/test sets in ``../shared/data`` (see its README) as uint8 arrays of shape (N, 28, 28)."""
+"""The real training/test sets as uint8 arrays of shape (N, 28, 28), read from ``$BBANS_DATA`` or, in a source
+checkout, from ``shared/data`` beside the repository (see that folder's README); plus the shipped models' recipes."""
 from __future__ import annotations
 
 import os
@@ -49,30 +50,32 @@ def recipe_splits(name: str) -> tuple[str, str]:
     return SPLITS[RECIPES[name]["dataset"]]
 
 
+# The data folder of a source checkout: ``shared/data`` beside the repository root (the folder above ``models/``).
+CHECKOUT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
 def data_root() -> Path:
-    """``$BBANS_DATA`` if set, else ``shared/data`` found by walking up from the working directory and this file."""
+    """``$BBANS_DATA`` if set, else CHECKOUT_DATA. Nothing else is searched; the folder may not exist (see
+    ``load_dataset``)."""
     env = os.environ.get("BBANS_DATA")
-    if env:
-        return Path(env)
-    for start in (Path.cwd(), Path(__file__).resolve().parent):
-        for parent in (start, *start.parents):
-            for cand in (parent / "shared" / "data", parent.parent / "shared" / "data"):
-                if (cand / "README.md").exists():
-                    return cand
-    return Path("../shared/data")
+    return Path(env) if env else CHECKOUT_DATA
 
 
 def dataset_path(name: str) -> Path:
+    """Where the named set's file is expected (it may not exist)."""
     if name not in DATASETS:
         raise InputError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     return data_root() / DATASETS[name][0]
 
 
 def load_dataset(name: str) -> np.ndarray:
-    """Load a named set as uint8 (N, 28, 28); raises InputError when ../shared/data is missing."""
+    """Load a named set as uint8 (N, 28, 28); raises InputError naming where it looked when the file is missing."""
     path = dataset_path(name)
     if not path.exists():
-        raise InputError(f"{path} not found: set BBANS_DATA to the folder holding mnist/ and binarized_mnist/")
+        env = os.environ.get("BBANS_DATA")
+        raise InputError(f"data set {name!r} not found at {path}. Data sets are read from $BBANS_DATA "
+                         f"({'set to ' + env if env else 'not set'}), else from {CHECKOUT_DATA} (shared/data beside "
+                         "the source checkout); set BBANS_DATA to the folder holding mnist/ and binarized_mnist/")
     if DATASETS[name][1] == "idx":
         raw, _ = maybe_gunzip(path.read_bytes())
         return np.array(parse_idx(raw)[1])

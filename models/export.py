@@ -1,9 +1,11 @@
-"""Turn a float ConvVAE checkpoint into a coding-model weights file (safetensors, no pickle).
+"""Turn a float ConvVAE checkpoint into a coding-model weights file (safetensors, no pickle; the format is
+described in ``weights_file``).
 
 The file holds the float weights (``float.*``, for -ELBO / NLL evaluation), the integer coding networks
-(``int.enc.*``, ``int.dec.*``) and one metadata entry, ``bbans``: sorted-key JSON with the format, name,
-architecture, layer layout, coder settings and card. One entry, because safetensors writes several in a random
-(hash-map) order, which made every export of the same checkpoint a different file with a different sha256.
+(``int.enc.*``, ``int.dec.*``, and ``int.up.*``, ``int.down.*``, ``int.ar.*`` where the model has them) and one
+metadata entry, ``bbans``: sorted-key JSON with the format, name, architecture, layer layout, coder settings and
+card. One entry, because safetensors writes several in a random (hash-map) order, which made every export of the
+same checkpoint a different file with a different sha256.
 """
 from __future__ import annotations
 
@@ -20,12 +22,10 @@ from .ar_head import ar_head_to_tensors, convert_ar_head
 from .integer_net import convert_sequential, layers_to_tensors
 from .train import load_float_checkpoint
 from .vae import ConvVAE
+from .weights_file import FORMAT, METADATA_KEY, MU_EXPONENT
 
-FORMAT = "bbans-vae-2"
-METADATA_KEY = "bbans"
 LATENT_RANGE = 8                 # latents are coded on [-8, 8): bins -half..half-1 of width 2^-b
 DEFAULT_LATENT_BIN_EXPONENT = 5  # b: latent bin width 2^-5 (see coder_settings)
-MU_EXPONENT = 12                 # posterior mean stored as round(mu * 2^12) = 2^(12-b) x (mean in bin units)
 LOG_SIGMA_EXPONENT = 6
 LOGIT_EXPONENT = 5               # mixture logits in 1/32 nat
 MEAN_EXPONENT = 4                # logistic means in 1/16 pixel
@@ -44,7 +44,7 @@ def coder_settings(config, bin_exponent: int) -> dict:
     posterior pop lands in a far 'leaky' bin with probability ~ bins x that minimum per dimension, and such a
     latent then costs hundreds of bits in the likelihood. Measured on binarized MNIST with constriction's quantized
     Gaussian: 4096 bins (2^-8 wide) cost 0.86% over -ELBO, 256 bins 0.11%. Latents are coded with the
-    integer-table Gaussian of ``bbans.gaussian`` (portable: no float erf).
+    integer-table Gaussian of ``bbans.codecs.gaussian`` (portable: no float erf).
     """
     likelihood = "logistic-mixture-2stage-1" if config.likelihood == "logistic_mixture" else "bernoulli-1"
     settings = {"inference": "int-exact-1", "latent_bins": 2 * half_bins(bin_exponent),

@@ -1,78 +1,86 @@
-"""The pretrained models shipped in ``bbans_models/weights``, each pinned by sha256.
+"""The pretrained models shipped in ``bbans_models/weights``, each pinned by sha256 in ``weights/manifest.json``.
 
 ``provider`` is registered under the entry-point group ``bbans.models`` (pyproject.toml), which is how the core
-(``bbans.registry``) finds models without importing this package by name.
+(``bbans.container.registry``) finds models without importing this package by name.
+
+The manifest is a JSON list of entries ``{"name", "file", "sha256", "status", "description"}``: ``file`` is in
+``weights/``, ``sha256`` is that file's, ``status`` is "listed" or "retired". The names are what archives record.
+An archive records a model by name and sha256, so a model file keeps decoding its archives after a rename: ``find``
+matches the sha256 (the weights) when the recorded name is a former one. Retired entries are weights that were
+shipped under a name and then replaced by better ones: never listed (so never picked, benchmarked or offered), but
+``find`` still matches their sha256, so archives written with them keep decoding. ``scripts/ship_model.py`` writes
+the manifest. What data a model codes (item shape, value range) is read from its weights file's own metadata
+(``weights_file``), without torch.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import json
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from bbans.errors import ModelError
 
+from .weights_file import data_shape, read_metadata, value_range
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MANIFEST = WEIGHTS_DIR / "manifest.json"
+FIELDS = ("name", "file", "sha256", "status", "description")
+STATUSES = ("listed", "retired")
 
-# name -> (file in weights/, sha256 of that file, description). The names are what archives record. An archive
-# records a model by name and sha256, so a model file keeps decoding its archives after a rename: ``find`` matches
-# the sha256 (the weights) when the recorded name is a former one.
-REGISTRY = {
-    "mnist": (
-        "mnist.safetensors",
-        "ee2f7a4d9a3abb05399e55eb7741216d1dbd78b73b98083b3b26dc3a3051471f",
-        "8-bit 28x28 grey (MNIST): conv VAE, 8x7x7 latents, local autoregressive mixture of 5 discretized "
-        "logistics per pixel",
-    ),
-    "binarized-mnist": (
-        "binarized-mnist.safetensors",
-        "406b9f1afea624e32d90dd392e9ddf3c357db2c49c54dbcce79af0490bbd7d81",
-        "binary 28x28 (binarized MNIST): conv VAE, two latent layers (8x7x7 under 4x7x7), local autoregressive "
-        "Bernoulli pixels",
-    ),
-    "mnist-small": (
-        "mnist-small.safetensors",
-        "f32775f9835c9ea10b7ec057cd8d64c994c747829d33072b2ec6ce4b06f25672",
-        "8-bit 28x28 grey (MNIST): conv VAE, 8x7x7 latents, mixture of 5 discretized logistics (faster decoding; "
-        "shipped as 'mnist' before)",
-    ),
-    "binarized-mnist-small": (
-        "binarized-mnist-small.safetensors",
-        "30d12cb1b6533d2aef6b2c8d5716d9476cfd3cad29553edb2c649c9dc371e91f",
-        "binary 28x28 (binarized MNIST): conv VAE, 8x7x7 latents, Bernoulli pixels (faster decoding; shipped as "
-        "'binarized-mnist' before)",
-    ),
-}
 
-# Weights that were shipped under a name and then replaced by better ones. Not listed (so never picked, benchmarked
-# or offered), but ``find`` still matches their sha256, so archives written with them keep decoding.
-RETIRED = {
-    "binarized-mnist-v1": (
-        "binarized-mnist-v1.safetensors",
-        "40a1c4dec728cf84db01cfcef47935ddc5050699d33cc627b9178aa0a02f9525",
-        "binarized-mnist as shipped 2026-12-03 17:15 UTC (60 CPU-minutes of training), replaced the same day",
-    ),
-}
+def read_manifest(path: Path = MANIFEST) -> list[dict]:
+    """The manifest's entries, in file order, each checked to have FIELDS, a known status and a unique name."""
+    try:
+        entries = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the model manifest {path}: {exc}; reinstall bbans") from None
+    if not isinstance(entries, list):
+        raise ModelError(f"the model manifest {path} is not a JSON list of entries; reinstall bbans")
+    names = set()
+    for entry in entries:
+        if (not isinstance(entry, dict) or any(not isinstance(entry.get(k), str) for k in FIELDS)
+                or entry["status"] not in STATUSES or entry["name"] in names):
+            raise ModelError(f"the model manifest {path} has a malformed or duplicate entry: {entry!r}")
+        names.add(entry["name"])
+    return entries
+
+
+def write_manifest(entries: list[dict], path: Path = MANIFEST) -> None:
+    """Write ``entries`` as the manifest (indented JSON, keys in FIELDS order), replacing the file atomically."""
+    path = Path(path)
+    text = json.dumps([{k: e[k] for k in FIELDS} for e in entries], indent=2, ensure_ascii=False) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 class BuiltinProvider:
-    """Implements the provider interface of ``bbans.registry`` for the shipped weights."""
+    """Implements the provider interface of ``bbans.container.registry`` for the shipped weights."""
+
+    @cached_property
+    def _entries(self) -> dict[str, dict]:
+        return {e["name"]: e for e in read_manifest(MANIFEST)}
 
     def list(self) -> list[dict]:
         out = []
-        for name, (fname, sha, desc) in REGISTRY.items():
-            binary = name.startswith("binarized")
-            out.append({"name": name, "data_shape": (28, 28), "value_range": (0, 1) if binary else (0, 255),
-                        "description": desc, "sha256": sha, "path": str(WEIGHTS_DIR / fname)})
+        for entry in self._entries.values():
+            if entry["status"] != "listed":
+                continue
+            path = WEIGHTS_DIR / entry["file"]
+            meta = read_metadata(path)
+            out.append({"name": entry["name"], "data_shape": data_shape(meta), "value_range": value_range(meta),
+                        "description": entry["description"], "sha256": entry["sha256"], "path": str(path)})
         return out
 
     @lru_cache(maxsize=None)
     def load(self, name: str):
+        """The model ``name`` (listed or retired), its file checked against the pinned sha256; None if unknown."""
         from .coding_model import VAECodingModel
 
-        entry = REGISTRY.get(name) or RETIRED.get(name)
+        entry = self._entries.get(name)
         if entry is None:
             return None
-        fname, sha, _ = entry
-        return VAECodingModel(WEIGHTS_DIR / fname, expected_sha256=sha, name=name)
+        return VAECodingModel(WEIGHTS_DIR / entry["file"], expected_sha256=entry["sha256"], name=name)
 
     def load_path(self, path):
         from .coding_model import VAECodingModel
@@ -87,11 +95,12 @@ class BuiltinProvider:
 
     def find(self, name: str, sha256: str):
         """The model with these weights: by name, or (an archive of a model since renamed) by sha256 alone."""
-        if name in REGISTRY and REGISTRY[name][1] == sha256:
+        entry = self._entries.get(name)
+        if entry is not None and entry["sha256"] == sha256:
             return self.load(name)
-        for other, (_, sha, _) in (REGISTRY | RETIRED).items():
-            if sha == sha256:
-                return self.load(other)
+        for other in self._entries.values():
+            if other["sha256"] == sha256:
+                return self.load(other["name"])
         return None
 
 

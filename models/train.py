@@ -1,13 +1,15 @@
 """ELBO or IWAE-k training of ``ConvVAE`` on cuda when available (bf16 mixed precision), else CPU.
 
 Progress lines report the running -ELBO in bits/dim. Checkpoints (safetensors: float weights, Adam state, training
-facts) are written after every epoch so a run can be stopped and resumed with ``resume=True``.
+facts) are written after every epoch so a run can be stopped and resumed with ``resume=True``. Images are uint8
+arrays (N, 28, 28); the command-line front end is ``bbans train``.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -90,19 +92,23 @@ def evaluate_neg_elbo(model: ConvVAE, data: np.ndarray, device, batch: int = 100
     return nats_to_bits_per_dim(total / len(data), data[0].size)
 
 
-def training_loss(model: ConvVAE, x: torch.Tensor, objective: str, beta: float, iwae_k: int, reconstruction: str):
-    """(loss to minimize, the per-item single-sample -ELBO in nats (B,), detached, for reporting).
+def training_loss(model: ConvVAE, x: torch.Tensor, objective: str | Callable, beta: float, iwae_k: int):
+    """(loss to minimize, per-item cost for reporting, nats (B,), detached) on images x (B, 1, 28, 28).
 
-    ``objective`` "elbo": mean of reconstruction + beta * latent cost (beta < 1 only during KL warm-up);
-    "iwae": mean of -(logsumexp_k log w_k - log k), the IWAE-k bound (seed Sec. 3.2, 6.2), with k = ``iwae_k``
-    posterior samples per item; reported -ELBO is then the mean -log w of those samples."""
+    ``objective`` "elbo": mean of reconstruction + beta * latent cost (``ConvVAE.elbo_terms``; beta < 1 only during
+    KL warm-up); reported: the single-sample -ELBO. "iwae": mean of -(logsumexp_k log w_k - log k), the IWAE-k bound
+    of Burda et al., "Importance Weighted Autoencoders" (ICLR 2016), with k = ``iwae_k`` posterior samples per item;
+    reported: the mean -log w of those samples (a single-sample -ELBO estimate). A callable
+    ``objective(model, x, beta)`` returns that pair itself: an experiment's own loss (see ``train``)."""
+    if callable(objective):
+        return objective(model, x, beta)
     if objective == "iwae":
         log_w = model.iwae_log_weights(x, iwae_k)                          # (k, B)
         loss = -(torch.logsumexp(log_w, 0) - math.log(iwae_k)).mean()
         return loss, (-log_w.mean(0)).detach()
     if objective != "elbo":
         raise ValueError(f"unknown objective {objective!r}: 'elbo' or 'iwae'")
-    rec, kl = model.elbo_terms(x, reconstruction)
+    rec, kl = model.elbo_terms(x)
     return (rec + beta * kl).mean(), (rec + kl).detach()
 
 
@@ -119,8 +125,7 @@ def train(
     resume: bool = False,
     test_data: np.ndarray | None = None,
     kl_warmup_steps: int = 0,
-    reconstruction: str = "likelihood",
-    objective: str = "elbo",
+    objective: str | Callable = "elbo",
     iwae_k: int = 5,
     lr_schedule: str = "constant",
     progress_seconds: float = 30.0,
@@ -130,13 +135,15 @@ def train(
 
     ``kl_warmup_steps``: the KL weight rises linearly from 0 to 1 over these steps (against posterior collapse);
     the loss after that, and every -ELBO reported, is the true -ELBO.
-    ``objective``: "elbo" or "iwae" (``iwae_k`` samples); see ``training_loss``.
+    ``objective``: "elbo" or "iwae" (``iwae_k`` samples); see ``training_loss``. Or a callable
+    ``(model, x, beta) -> (loss, per-item cost in nats (B,))`` for an experiment's own loss (e.g. the MSE loss of
+    ``benchmarks/experiments/mse.py``): progress lines then report that cost in nats per item under the callable's
+    ``label`` attribute (default: its name), no test -ELBO is measured, and the checkpoint's facts record that
+    label as the objective.
     ``lr_schedule``: "constant" or "cosine" (from ``lr`` down to 0 over the whole budget, minutes or epochs, counted
     from the start of the first run, so a resumed run continues the same curve).
     A progress line with the running -ELBO (bits/dim) is logged every ``progress_seconds``, and an epoch line with
     the test -ELBO on 2,000 test items after every epoch, when the checkpoint (weights and Adam state) is saved.
-    ``reconstruction="mse"`` trains on squared error + KL instead (``ConvVAE.elbo_terms``; seed Sec. 5.1's
-    counter-example): progress lines then report that loss ("MSE+KL", nats per item), not a -ELBO.
     On cuda the forward pass runs under bfloat16 autocast (mixed precision); on the CPU in float32.
     """
     dev = pick_device(device)
@@ -160,8 +167,10 @@ def train(
     steps_per_epoch = max(1, len(train_data) // batch_size)
     step = start_epoch * steps_per_epoch
     n_params = sum(p.numel() for p in model.parameters())
+    custom = callable(objective)
+    label = getattr(objective, "label", getattr(objective, "__name__", "custom")) if custom else objective
     log(f"training on {dev} ({torch.get_num_threads()} threads{', bf16 autocast' if amp else ''}): "
-        f"{len(train_data)} items, batch {batch_size}, {n_params:,} parameters, objective {objective}"
+        f"{len(train_data)} items, batch {batch_size}, {n_params:,} parameters, objective {label}"
         + (f" (k={iwae_k})" if objective == "iwae" else ""))
 
     def wall() -> float:
@@ -173,9 +182,8 @@ def train(
     def out_of_budget() -> bool:
         return epoch >= epochs if epochs is not None else wall() > minutes * 60
 
-    unit = "MSE+KL" if reconstruction == "mse" else "-ELBO"
-    fmt = (lambda v: f"{v:.4f} nats/item") if reconstruction == "mse" else \
-        (lambda v: f"{nats_to_bits_per_dim(v, dims):.4f} bits/dim")
+    unit = label if custom else "-ELBO"
+    fmt = (lambda v: f"{v:.4f} nats/item") if custom else (lambda v: f"{nats_to_bits_per_dim(v, dims):.4f} bits/dim")
     last_log = time.time()
     while not out_of_budget():
         model.train()
@@ -189,7 +197,7 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = rate
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                loss, per_item = training_loss(model, x, objective, beta, iwae_k, reconstruction)
+                loss, per_item = training_loss(model, x, objective, beta, iwae_k)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -209,44 +217,14 @@ def train(
         facts = {"epochs": epoch, "minutes": round(minutes_done, 2), "device": str(dev), "batch_size": batch_size,
                  "lr": lr, "lr_schedule": lr_schedule, "seed": seed, "train_items": len(train_data),
                  "kl_warmup_steps": kl_warmup_steps, "torch_threads": torch.get_num_threads(),
-                 "reconstruction": reconstruction, "objective": objective, "steps": step}
+                 "objective": label, "steps": step}
+        if not custom:
+            facts["reconstruction"] = "likelihood"  # -log p(x|z), as every shipped model's card records
         if objective == "iwae":
             facts["iwae_k"] = iwae_k
-        if test_data is not None and reconstruction == "likelihood":
+        if test_data is not None and not custom:
             facts["test_neg_elbo_bpd"] = evaluate_neg_elbo(model, test_data[:2000], dev)
             msg += f", test[:2000] -ELBO {facts['test_neg_elbo_bpd']:.4f}"
         log(msg)
         save_float_checkpoint(model, out_path, facts, opt)
     return model.cpu()
-
-
-if __name__ == "__main__":  # long runs: python -m bbans_models.train RECIPE MINUTES OUT
-    import argparse
-
-    from .datasets import RECIPES, load_dataset, recipe_splits
-
-    p = argparse.ArgumentParser()
-    p.add_argument("recipe", choices=sorted(RECIPES))
-    p.add_argument("minutes", type=float)
-    p.add_argument("out", type=Path)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant")
-    p.add_argument("--objective", choices=["elbo", "iwae"], default="elbo")
-    p.add_argument("--iwae-k", type=int, default=5)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--kl-warmup", type=int, default=None,
-                   help="steps over which the KL weight rises to 1 (default: the recipe's)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=INT",
-                   help="override an integer VAEConfig field of the recipe, e.g. --set top_latent_channels=0")
-    a = p.parse_args()
-    if a.threads:
-        torch.set_num_threads(a.threads)
-    tr, te = (load_dataset(split) for split in recipe_splits(a.recipe))
-    recipe = RECIPES[a.recipe]
-    warmup = recipe["kl_warmup"] if a.kl_warmup is None else a.kl_warmup
-    overrides = {k: int(v) for k, v in (item.split("=", 1) for item in a.set)}
-    config = VAEConfig(**{**recipe["config"], **overrides})
-    train(config, tr, a.out, minutes=a.minutes, lr=a.lr, resume=a.resume, test_data=te, kl_warmup_steps=warmup,
-          objective=a.objective, iwae_k=a.iwae_k, lr_schedule=a.lr_schedule, log=lambda s: print(s, flush=True))
-    print(f"final test -ELBO {evaluate_neg_elbo(load_float_checkpoint(a.out)[0], te, 'cpu'):.4f}")

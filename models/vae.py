@@ -5,8 +5,9 @@ Shapes: images (B, 1, 28, 28) with integer values (0..255 for 8-bit, 0/1 for bin
 
 - Bottom latent layer z1: (B, L1, 7, 7), L1 = ``latent_channels``; posterior q(z1|x) = N(mu, sigma^2) diagonal.
 - Optional top layer z2 (``top_latent_channels`` = L2 > 0): (B, L2, 7, 7). Generative model top-down,
-  p(z2) = N(0, I), p(z1|z2) = N(mu(z2), sigma(z2)^2); inference bottom-up (Markov, as in Bit-Swap),
-  q(z1|x) q(z2|z1). Without it, p(z1) = N(0, I).
+  p(z2) = N(0, I), p(z1|z2) = N(mu(z2), sigma(z2)^2); inference bottom-up and Markov, q(z1|x) q(z2|z1), as in
+  Kingma, Abbeel & Ho, "Bit-Swap: Recursive Bits-Back Coding for Lossless Compression with Hierarchical Latent
+  Variables" (ICML 2019). Without it, p(z1) = N(0, I).
 - Likelihood p(x|z1): a mixture of discretized logistics (8-bit) or a Bernoulli (binary) per pixel. With
   ``ar_channels`` = A > 0 each pixel's parameters also see its causal neighbourhood (the pixels above it and to
   its left within a ``ar_kernel`` square, raster order): params = W2 relu(ctx(z1) + masked_conv(x)) + b2,
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 from bbans.codecs import tables
 
-from .likelihoods import bernoulli_log_prob, logistic_mixture_log_prob, split_mixture_params
+from .likelihoods import bernoulli_log_prob, logistic_mixture_log_prob
 
 # Posterior log-sigma bounds (natural log), from the integer path, which stores round(64 * log sigma).
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = tables.LOG_SIGMA_MIN / 64, tables.LOG_SIGMA_MAX / 64
@@ -174,18 +175,13 @@ class ConvVAE(nn.Module):
             return z1, neg_log_q1, None
         return z1, neg_log_q1, _gaussian_sample(*self.top_posterior(z1))
 
-    def elbo_terms(self, x: torch.Tensor, reconstruction: str = "likelihood"):
-        """(reconstruction cost, latent cost) in nats per item, each (B,); one posterior sample. Their sum is the
-        single-sample -ELBO.
+    def latent_terms(self, x: torch.Tensor):
+        """One posterior sample of the bottom layer z1 (B, L1, 7, 7) and the latent cost: the latent part of the
+        single-sample -ELBO, nats per item, (B,).
 
         Latent cost: one layer, the analytic KL(q(z1|x) || N(0, I)). Two layers: KL(q(z2|z1) || N(0, I)), analytic
         given the sampled z1, plus -log p(z1|z2) - H[q(z1|x)] (the entropy analytic), whose expectation is the rest
-        of the -ELBO's latent part.
-
-        ``reconstruction``: "likelihood" (default) -> -log p(x|z) in nats, the true -ELBO's first term; "mse" ->
-        the squared error of the decoder's mean on the [0, 1] pixel scale, sum over pixels of ((x - mean) / 255)^2
-        (one-layer 8-bit mixture models only; the mean of component 0): the MSE objective of seed Sec. 5.1, kept
-        only to show how much worse it codes (``bbans_models.mse``)."""
+        of the -ELBO's latent part."""
         if self.config.top_latent_channels:
             mu, log_sigma = self.posterior(x)
             z1, _ = _gaussian_sample(mu, log_sigma)
@@ -198,12 +194,12 @@ class ConvVAE(nn.Module):
             mu, log_sigma = self.posterior(x)
             z1 = mu + torch.exp(log_sigma) * torch.randn_like(mu)
             latent = _kl_to_standard(mu, log_sigma)
-        if reconstruction == "mse":
-            if self.config.ar_channels:
-                raise ValueError("the MSE reconstruction needs a model without an autoregressive head")
-            return squared_error(x, self.decode(z1), self.config), latent
-        if reconstruction != "likelihood":
-            raise ValueError(f"unknown reconstruction {reconstruction!r}: 'likelihood' or 'mse'")
+        return z1, latent
+
+    def elbo_terms(self, x: torch.Tensor):
+        """(reconstruction cost -log p(x|z1), latent cost (``latent_terms``)) in nats per item, each (B,); one
+        posterior sample. Their sum is the single-sample -ELBO."""
+        z1, latent = self.latent_terms(x)
         return -self.log_likelihood(x, self.decode(z1)), latent
 
     def neg_elbo(self, x: torch.Tensor) -> torch.Tensor:
@@ -279,14 +275,6 @@ def _standard_log_prob(z: torch.Tensor) -> torch.Tensor:
 def _kl_to_standard(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, I)) summed per item, nats (B,)."""
     return 0.5 * (mu.pow(2) + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).flatten(1).sum(1)
-
-
-def squared_error(x: torch.Tensor, raw: torch.Tensor, config: VAEConfig) -> torch.Tensor:
-    """Sum over pixels of ((x - mean) / 255)^2 per item, (B,); mean: component 0 of the logistic-mixture head."""
-    if config.likelihood != "logistic_mixture":
-        raise ValueError("the MSE reconstruction is defined for 8-bit (logistic_mixture) models only")
-    means = split_mixture_params(raw, config.components)[1][:, :1]
-    return ((x.to(means.dtype) - means) / 255.0).pow(2).flatten(1).sum(1)
 
 
 def nats_to_bits_per_dim(nats: float, dims: int) -> float:

@@ -3,16 +3,22 @@
     python scripts/ship_model.py mnist runs/mnist_float.safetensors --hardware "2-core CPU (no GPU)"
 
 NAME is a recipe of bbans_models.datasets.RECIPES (= the registry name). Writes models/weights/NAME.safetensors and
-models/weights/NAME.md, and rewrites the sha256 of NAME in models/registry.py. The card's figures are measured
-here, in bits/dim: -ELBO on the whole test set, and on a fixed random subset the -ELBO, the IWAE-50 bound and the
-importance-sampled NLL (k = 250 samples by default, as in the seed's tables).
+models/weights/NAME.md, and pins the file's sha256 in models/weights/manifest.json (see bbans_models.registry).
+When NAME was already listed with other weights, those are retired, not deleted: archives written with them must
+keep decoding. They become the unlisted model NAME-vK (K the next free number): file and card renamed to
+NAME-vK.safetensors / NAME-vK.md, the manifest entry kept with status "retired" and the same sha256. The card's
+figures are measured here, in bits/dim: -ELBO on the whole test set, and on a fixed random subset the -ELBO, the
+IWAE-50 bound and the importance-sampled NLL (k = 250 samples by default; Burda et al., "Importance Weighted
+Autoencoders", ICLR 2016).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import textwrap
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +26,49 @@ import numpy as np
 from bbans_models.coding_model import VAECodingModel
 from bbans_models.datasets import RECIPES, load_dataset, recipe_splits
 from bbans_models.export import export
+from bbans_models.registry import read_manifest, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "models" / "weights"
+MANIFEST = WEIGHTS / "manifest.json"
+
+
+def replace_in_manifest(entries: list[dict], name: str, sha256: str, description: str | None,
+                        stamp: str) -> tuple[list[dict], dict | None]:
+    """(the manifest entries with NAME listed as NAME.safetensors with ``sha256``, the retired entry or None).
+
+    A listed NAME with other weights is kept as a retired entry NAME-vK (file NAME-vK.safetensors, same sha256),
+    appended at the end; the caller renames the files. ``description`` replaces NAME's (required for a new
+    name); ``stamp`` (a UTC time) goes into the retired entry's description."""
+    by_name = {e["name"]: e for e in entries}
+    old = by_name.get(name)
+    if old is not None and old["status"] != "listed":
+        raise SystemExit(f"{name} is a retired model's name; ship these weights under another name")
+    if old is None and not description:
+        raise SystemExit(f"{name} is not in {MANIFEST.name} yet: give it a --description")
+    new = {"name": name, "file": f"{name}.safetensors", "sha256": sha256, "status": "listed",
+           "description": description or old["description"]}
+    retired = None
+    if old is not None and old["sha256"] != sha256:
+        versions = [int(m.group(1)) for e in entries if (m := re.fullmatch(rf"{re.escape(name)}-v(\d+)", e["name"]))]
+        retired_name = f"{name}-v{max(versions, default=0) + 1}"
+        retired = {"name": retired_name, "file": f"{retired_name}.safetensors", "sha256": old["sha256"],
+                   "status": "retired", "description": f"{name} as shipped until {stamp}, when it was replaced "
+                                                        f"(then: {old['description']})"}
+    out = [new if e["name"] == name else e for e in entries] + ([] if old else [new]) + ([retired] if retired else [])
+    return out, retired
+
+
+def retired_card(card: str, name: str, retired_name: str, stamp: str) -> str:
+    """The model card of NAME's replaced weights, renamed RETIRED_NAME: a retired header, and the file line naming
+    the file's new name."""
+    lines = card.split("\n")
+    body = "\n".join(lines[1:] if lines and lines[0].startswith("# ") else lines)
+    body = body.replace(f"`{name}.safetensors`", f"`{retired_name}.safetensors`")
+    note = (f"Shipped as `{name}` until {stamp}, when it was replaced (`{name}.md`). Kept, unlisted, so that archives "
+            "written with it still decode: the registry finds it by the sha256 those archives record (status "
+            "\"retired\" in `models/weights/manifest.json`). The file name below is its name now.")
+    return f"# Model card: `{retired_name}` (retired)\n\n" + textwrap.fill(note, 115) + "\n" + body
 
 
 def main() -> None:
@@ -36,30 +82,45 @@ def main() -> None:
     p.add_argument("--note", default="", help="extra training facts for the card (e.g. resumed runs)")
     p.add_argument("--bin-exponent", type=int, default=None,
                    help="latent bin width 2^-b (coder setting; default: the recipe's)")
+    p.add_argument("--description", default=None,
+                   help="the registry's one-line description (required for a name not yet in the manifest)")
     a = p.parse_args()
+    entries = read_manifest(MANIFEST)
+    replace_in_manifest(entries, a.name, "", a.description, "")  # fail now, not after the export and evaluation
     bin_exponent = RECIPES[a.name]["bin_exponent"] if a.bin_exponent is None else a.bin_exponent
     train_set, test_set = recipe_splits(a.name)
     train, test = load_dataset(train_set), load_dataset(test_set)
     calib = train[np.sort(np.random.default_rng(0).choice(len(train), 2000, replace=False))]
     out = WEIGHTS / f"{a.name}.safetensors"
-    export(a.checkpoint, out, calib, a.name, card={"dataset": train_set, "hardware": a.hardware},
-           bin_exponent=bin_exponent)
-    model = VAECodingModel(out)
-    t = time.time()
-    neg_elbo = float(model.neg_elbo_bits(test).sum()) / test.size
-    subset = test[np.sort(np.random.default_rng(1).choice(len(test), a.nll_items, replace=False))]
-    nll = float(model.iwae_bits(subset, a.nll_samples).sum()) / subset.size
-    iwae = float(model.iwae_bits(subset, a.iwae_k).sum()) / subset.size
-    elbo_subset = float(model.neg_elbo_bits(subset).sum()) / subset.size
-    eval_min = (time.time() - t) / 60
+    staged = WEIGHTS / f"{a.name}.safetensors.staged"  # the shipped file stays in place until the figures are in
+    try:
+        export(a.checkpoint, staged, calib, a.name, card={"dataset": train_set, "hardware": a.hardware},
+               bin_exponent=bin_exponent)
+        model = VAECodingModel(staged)
+        t = time.time()
+        neg_elbo = float(model.neg_elbo_bits(test).sum()) / test.size
+        subset = test[np.sort(np.random.default_rng(1).choice(len(test), a.nll_items, replace=False))]
+        nll = float(model.iwae_bits(subset, a.nll_samples).sum()) / subset.size
+        iwae = float(model.iwae_bits(subset, a.iwae_k).sum()) / subset.size
+        elbo_subset = float(model.neg_elbo_bits(subset).sum()) / subset.size
+        eval_min = (time.time() - t) / 60
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
 
-    reg = ROOT / "models" / "registry.py"
-    text = reg.read_text()
-    pattern = re.compile(rf'("{re.escape(a.name)}": \(\s*"{re.escape(out.name)}",\s*)"[^"]*"')
-    text, n = pattern.subn(lambda m: f'{m.group(1)}"{model.sha256}"', text)
-    if n != 1:
-        raise SystemExit(f"could not find the registry entry of {a.name}")
-    reg.write_text(text)
+    stamp = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    previous = WEIGHTS / next((e["file"] for e in entries if e["name"] == a.name), out.name)
+    entries, retired = replace_in_manifest(entries, a.name, model.sha256, a.description, stamp)
+    card_path = WEIGHTS / f"{a.name}.md"
+    if retired is not None:
+        if previous.exists():
+            previous.rename(WEIGHTS / retired["file"])
+        if card_path.exists():
+            (WEIGHTS / f"{retired['name']}.md").write_text(
+                retired_card(card_path.read_text(), a.name, retired["name"], stamp))
+        print(f"retired the previous {a.name} weights as {retired['name']} (sha256 {retired['sha256'][:12]}…)")
+    staged.replace(out)
+    write_manifest(entries, MANIFEST)
 
     card, cfg = model.card, model.config
     pixels = (f"mixture of {cfg.components} discretized logistics per pixel" if cfg.likelihood == "logistic_mixture"
@@ -76,7 +137,7 @@ def main() -> None:
     lines = [
         f"# Model card: `{a.name}`",
         "",
-        f"- **File**: `{out.name}`, sha256 `{model.sha256}` (pinned in `models/registry.py`)",
+        f"- **File**: `{out.name}`, sha256 `{model.sha256}` (pinned in `models/weights/manifest.json`)",
         f"- **Architecture**: {arch}; ReLU; {sum(v.numel() for v in model.float_model.parameters()):,} parameters",
         f"- **Data**: {train_set} ({len(train):,} items) from ../shared/data; evaluated on {test_set} ({len(test):,})",
         f"- **Training**: {objective}, Adam lr {card.get('lr')} ({card.get('lr_schedule', 'constant')}), "
@@ -98,7 +159,7 @@ def main() -> None:
         f"Measured by `python scripts/ship_model.py {a.name} CHECKPOINT --hardware ...` ({eval_min:.1f} min of "
         "evaluation). Archive rates: see README and BENCHMARKS.md (`python benchmarks/run.py`).",
     ]
-    (WEIGHTS / f"{a.name}.md").write_text("\n".join(lines) + "\n")
+    card_path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -26,7 +26,8 @@ import numpy as np
 import bbans
 from bbans.container import archive
 from bbans.container import chunked
-from bbans.container import pipeline as chunkjobs
+from bbans.container import pipeline
+from bbans.container.binary import varint
 from bbans.errors import BBANSError
 from toy_models import ToyBinary
 
@@ -54,10 +55,10 @@ def toy_corpus() -> list[Sample]:
     out = [Sample("toy bits-back", bbans.compress(bits, toy, method="bits-back", batch_size=3), bits, toy)]
     for m in ("deflate", "lzma", "bz2", "stored"):
         out.append(Sample(m, bbans.compress(grey, method=m), grey, None))
-    blob, _ = chunkjobs.compress_bytes(bits, toy, chunk_items=3, method="bits-back")
+    blob, _ = bbans.compress_with_report(bits, toy, chunk_items=3, method="bits-back")
     out.append(Sample("chunked toy bits-back", blob, bits, toy))
     raw = np.frombuffer(b"the quick brown fox jumps over the lazy dog " * 6, np.uint8).copy()
-    blob, _ = chunkjobs.compress_bytes(raw, None, chunk_items=100)
+    blob, _ = bbans.compress_with_report(raw, None, chunk_items=100)
     out.append(Sample("chunked raw bytes", blob, raw, None))
     return out
 
@@ -68,7 +69,7 @@ def shipped_corpus(samples_dir) -> list[Sample]:
     for fname in ("mnist-test-100.npy", "binarized-mnist-test-100.npy"):
         data = np.load(f"{samples_dir}/{fname}")[:3]
         out.append(Sample(f"shipped {fname}", bbans.compress(data, method="bits-back"), data, None))
-        blob, _ = chunkjobs.compress_bytes(data, None, chunk_items=2, method="bits-back")
+        blob, _ = bbans.compress_with_report(data, None, chunk_items=2, method="bits-back")
         out.append(Sample(f"chunked shipped {fname}", blob, data, None))
     return out
 
@@ -96,7 +97,7 @@ def join_chunked(pro: bytes, chunks, index: bytes, fix_lengths: bool = True) -> 
     """Reassemble with fresh CRCs; ``fix_lengths`` rewrites the index's chunk lengths to the chunks given."""
     if fix_lengths:
         crc = index[-4:] if len(index) >= 4 else b"\0\0\0\0"
-        index = archive._varint(len(chunks)) + b"".join(archive._varint(len(c)) for c in chunks) + crc
+        index = varint(len(chunks)) + b"".join(varint(len(c)) for c in chunks) + crc
     return (pro + zlib.crc32(pro).to_bytes(4, "little") + b"".join(chunks) + index
             + len(index).to_bytes(4, "little") + zlib.crc32(index).to_bytes(4, "little") + chunked.FOOTER_MAGIC)
 
@@ -120,7 +121,7 @@ def _damage(rng, b: bytes, other: bytes) -> bytes:
         return bytes(b)
     if kind == 3:  # a header field -> a huge or odd varint (shape, lengths, schedule, seed counts live up front)
         i = int(rng.integers(4, min(len(b), 80)))
-        big = archive._varint(int(rng.choice([0, 1, 2 ** 31, 10 ** 12, 2 ** 40, 2 ** 63 - 1, int(rng.integers(0, 1000))])))
+        big = varint(int(rng.choice([0, 1, 2 ** 31, 10 ** 12, 2 ** 40, 2 ** 63 - 1, int(rng.integers(0, 1000))])))
         return bytes(b[:i] + big + b[i + int(rng.integers(0, 3)):])
     if kind == 4:  # insert random bytes
         i = rng.integers(0, len(b) + 1)

@@ -42,14 +42,14 @@ def test_header_round_trip_bits_back():
     assert (h.method, h.shape, h.dtype, h.version) == ("bits-back", (30, 4, 4), "uint8", archive.FORMAT_VERSION)
     assert (h.model_name, h.model_sha256, h.coder_settings) == (model.name, model.sha256, model.coder_settings)
     assert h.extra == b"container:idx" and h.data_crc32 == zlib.crc32(x.tobytes())
-    assert sum(s * r for s, r in h.schedule) == 30 and h.schedule[0][0] == 1
+    assert sum(s * r for s, _, r in h.schedule) == 30 and h.schedule[0][0] == 1
     assert 0 <= h.prefix_words <= h.seed_words and h.archive_bytes == len(blob) and h.n_items == 30
 
 
 def test_pack_unpack_round_trip():
     h = archive.ArchiveHeader(method="bits-back", shape=(3, 2, 5), data_crc32=0xDEADBEEF, extra=b"\x00\xff",
                               model_name="m\u00e9", model_sha256="ab" * 32, coder_settings={"b": [1, 2], "a": "x"},
-                              schedule=[(1, 1), (2, 1)], seed_words=9, prefix_words=4)
+                              schedule=[(1, 1, 1), (2, 1, 1)], seed_words=9, prefix_words=4)
     words = np.array([1, 2**32 - 1, 7], np.uint32)
     blob = archive.pack(h, words)
     g, out = archive.unpack(blob)
@@ -214,11 +214,11 @@ def test_absurd_sizes_are_rejected():
         bbans.decompress(refix_crc(bytes(blob)))
     model = ToyBinary((1,))
     h = archive.ArchiveHeader(method="bits-back", shape=(1, 1), data_crc32=0, model_name=model.name,
-                              model_sha256=model.sha256, coder_settings=model.coder_settings, schedule=[(1, 1)],
+                              model_sha256=model.sha256, coder_settings=model.coder_settings, schedule=[(1, 1, 1)],
                               seed_words=2 ** 30, prefix_words=0)
     with pytest.raises(ArchiveError, match="seed"):
         bbans.decompress(archive.pack(h, np.ones(1, np.uint32)), model)
-    h.seed_words, h.schedule = 3, [(1, 2)]  # schedule covers 2 items, the shape says 1
+    h.seed_words, h.schedule = 3, [(1, 1, 2)]  # schedule covers 2 items, the shape says 1
     with pytest.raises(ArchiveError, match="schedule"):
         bbans.decompress(archive.pack(h, np.ones(1, np.uint32)), model)
 

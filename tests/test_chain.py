@@ -29,7 +29,7 @@ models = st.one_of(
 def test_round_trip(model, n, b, seed):
     x = random_data(model, n, np.random.default_rng(seed))
     enc = chain.encode(model, x, b)
-    sizes = schedule.expand(enc.schedule, n)
+    sizes = [batch.items for batch in schedule.expand(enc.schedule, n)]
     assert all(1 <= s <= b for s in sizes)
     first = schedule.next_batch_size(32 * enc.seed_words - 1 - schedule.RESERVE_BITS,
                                      schedule.first_pop_bits(model), n, b)
@@ -45,7 +45,7 @@ def test_progress_and_batch_growth():
     x = random_data(model, 300, rng)
     calls = []
     enc = chain.encode(model, x, 100, progress=lambda d, t: calls.append((d, t)))
-    sizes = schedule.expand(enc.schedule, 300)
+    sizes = [batch.items for batch in schedule.expand(enc.schedule, 300)]
     assert sizes[0] == 1 and max(sizes) == 100 and calls[-1] == (300, 300)
     assert sizes == sorted(sizes[:-1]) + sizes[-1:]  # grows, then the remainder
     back = []
@@ -90,9 +90,9 @@ class Recording(ToyBinary):
         super().__init__(*a, **k)
         self.seen = []
 
-    def likelihood(self, z):
+    def likelihood_codec(self, z):
         self.seen.append(z.copy())
-        return super().likelihood(z)
+        return super().likelihood_codec(z)
 
 
 def test_rate_is_the_sampled_negative_elbo():
@@ -133,15 +133,17 @@ def test_splitmix64_reference_values():
 
 @given(sizes=st.lists(st.integers(1, 5), max_size=30))
 def test_run_lengths_round_trip(sizes):
-    pairs = schedule.run_lengths(sizes)
-    assert schedule.expand(pairs, sum(sizes)) == sizes
-    assert all(a[0] != b[0] for a, b in zip(pairs, pairs[1:]))
+    batches = [schedule.Batch(s, 1) for s in sizes]
+    runs = schedule.run_lengths(batches)
+    assert schedule.expand(runs, sum(sizes)) == batches
+    assert all(a[0] != b[0] for a, b in zip(runs, runs[1:]))
 
 
 def test_expand_rejects_bad_schedules():
-    for pairs, n in [([(0, 3)], 0), ([(2, 0)], 0), ([(2, 2)], 5), ([(2, 2)], 3), ([], 1)]:
+    for runs, n in [([(0, 1, 3)], 0), ([(2, 1, 0)], 0), ([(2, 1, 2)], 5), ([(2, 1, 2)], 3), ([], 1),
+                    ([(2, 2, 1)], 2)]:  # the last: two particles where the archive allows one
         with pytest.raises(ArchiveError):
-            schedule.expand(pairs, n)
+            schedule.expand(runs, n)
 
 
 def test_next_batch_size():

@@ -1,4 +1,5 @@
-"""Archives decode identically whatever torch's thread count and the input's memory layout (DESIGN.md §4).
+"""Archives decode identically whatever torch's thread count and the input's memory layout (docs/design.md,
+"Determinism").
 
 craystack's own MNIST example fails its round trip at 2 threads; our coding networks are integer-exact, and these
 tests prove the property end to end through the bits-back chain with real torch inference.

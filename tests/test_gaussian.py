@@ -37,7 +37,7 @@ def test_probabilities_match_the_discretized_normal():
         zz = np.full(4, z)
         centre = zz * width
         true = norm.cdf((centre + width / 2 - mean_latent) / sigma) - norm.cdf((centre - width / 2 - mean_latent) / sigma)
-        ours = 2.0 ** -codec.log2_prob(zz)
+        ours = 2.0 ** -codec.neg_log2_prob(zz)
         big = true > 1e-4
         assert np.allclose(ours[big], true[big], rtol=2e-3)
 
@@ -51,7 +51,7 @@ def test_rate_matches_the_codec_probabilities():
     codec = DiscretizedGaussian(np.rint(mu * 2**12).astype(np.int64), log_sigma, b, u)
     coder = empty_coder()
     codec.push(coder, z)
-    ideal = codec.log2_prob(z).sum()
+    ideal = codec.neg_log2_prob(z).sum()
     assert abs(coder.num_bits() - ideal) < 0.005 * ideal + 64
 
 

@@ -14,7 +14,10 @@ from hypothesis import given, settings, strategies as st
 import bbans
 from bbans.container import archive
 from bbans.container import chunked
-from bbans.container import pipeline as chunkjobs
+from bbans.container import pipeline
+from bbans.container.binary import varint
+from bbans.container.sinks import MemorySink
+from bbans.container.sources import ArraySource
 from bbans.errors import ArchiveError, InputError, ModelError
 from fuzzing import field_data, join_chunked, mutate, run_case, split_chunked, toy_corpus
 from toy_models import FakeEntryPoint, FakeProvider, ToyBinary, install_providers
@@ -44,7 +47,7 @@ def test_mutated_archives_end_in_our_errors(corpus, seed, pick):
 
 def test_chunked_round_trip_and_every_range():
     data = field_data(23)
-    blob, rep = chunkjobs.compress_bytes(data, TOY, chunk_items=5, method="bits-back")
+    blob, rep = bbans.compress_with_report(data, TOY, chunk_items=5, method="bits-back")
     assert rep.n_chunks == 5 and rep.methods == {"bits-back": 5}
     np.testing.assert_array_equal(bbans.decompress(blob, TOY), data)
     with pytest.raises(ArchiveError, match="multi-chunk archive"):
@@ -53,20 +56,20 @@ def test_chunked_round_trip_and_every_range():
     h = chunked.read_index(f)
     assert (h.n_chunks, h.chunk_items, h.shape) == (5, 5, (23, 4, 4))
     for i, j in [(0, 1), (4, 6), (5, 10), (22, 23), (0, 23), (3, 19)]:
-        got = np.concatenate(list(chunkjobs.decompress_iter(f, h, i, j, model=TOY)))
+        got = np.concatenate(list(pipeline.ArchiveReader(f).items(i, j, model=TOY)))
         np.testing.assert_array_equal(got, data[i:j])
 
 
 def test_a_range_decodes_only_its_chunks():
     """Damage every chunk but one: that chunk's items still decode alone; decoding all fails cleanly."""
     data = field_data(20)
-    blob, _ = chunkjobs.compress_bytes(data, TOY, chunk_items=5, method="bits-back")
+    blob, _ = bbans.compress_with_report(data, TOY, chunk_items=5, method="bits-back")
     pro, chunks, index = split_chunked(blob)
     broken = [c if k == 2 else c[:-1] + bytes([c[-1] ^ 1]) for k, c in enumerate(chunks)]
     bad = join_chunked(pro, broken, index)
     f = io.BytesIO(bad)
     h = chunked.read_index(f)
-    got = np.concatenate(list(chunkjobs.decompress_iter(f, h, 11, 14, model=TOY)))
+    got = np.concatenate(list(pipeline.ArchiveReader(f).items(11, 14, model=TOY)))
     np.testing.assert_array_equal(got, data[11:14])
     with pytest.raises(ArchiveError, match="checksum"):
         bbans.decompress(bad, TOY)
@@ -74,7 +77,7 @@ def test_a_range_decodes_only_its_chunks():
 
 def test_whole_data_checksum_is_checked():
     data = field_data(12)
-    blob, _ = chunkjobs.compress_bytes(data, TOY, chunk_items=4, method="bits-back")
+    blob, _ = bbans.compress_with_report(data, TOY, chunk_items=4, method="bits-back")
     pro, chunks, index = split_chunked(blob)
     index = index[:-4] + ((int.from_bytes(index[-4:], "little") ^ 1).to_bytes(4, "little"))
     with pytest.raises(ArchiveError, match="whole-data checksum"):
@@ -84,10 +87,10 @@ def test_whole_data_checksum_is_checked():
 def test_chunks_pick_their_own_methods_and_stay_near_raw_size():
     rng = np.random.default_rng(1)
     data = np.concatenate([field_data(6), rng.integers(0, 2, size=(6, 4, 4), dtype=np.uint8)])
-    blob, rep = chunkjobs.compress_bytes(data, TOY, chunk_items=6)
+    blob, rep = bbans.compress_with_report(data, TOY, chunk_items=6)
     np.testing.assert_array_equal(bbans.decompress(blob, TOY), data)
     noise = rng.integers(0, 256, size=50_000, dtype=np.uint8)
-    blob, rep = chunkjobs.compress_bytes(noise, None, chunk_items=20_000)
+    blob, rep = bbans.compress_with_report(noise, None, chunk_items=20_000)
     assert rep.methods == {"stored": 3}
     assert len(blob) <= noise.size + 3 * 32 + 32
     np.testing.assert_array_equal(bbans.decompress(blob), noise)
@@ -102,7 +105,7 @@ def test_absurd_claims_are_refused_before_allocating():
     pro, chunks, index = split_chunked(f.getvalue())
     for shape, c, match in [((10 ** 11, 2), 3, "index lists"), ((2 ** 41, 2), 3, "2\\^40"),
                             ((3, 2), 2 ** 40, "more than bbans codes in one chunk")]:
-        p = (pro[:8] + b"".join(archive._varint(d) for d in shape) + archive._varint(0) + archive._varint(c))
+        p = (pro[:8] + b"".join(varint(d) for d in shape) + varint(0) + varint(c))
         with pytest.raises(ArchiveError, match=match):
             bbans.decompress(join_chunked(p, chunks, index, fix_lengths=False))
     big = archive.ArchiveHeader(method="stored", shape=(10 ** 6, 10 ** 6), data_crc32=0)  # 10^12 < 2^40 values
@@ -118,9 +121,9 @@ def test_a_bits_back_archive_claiming_more_items_stops_early():
     data = field_data(10)
     blob = bbans.compress(data, TOY, method="bits-back", batch_size=5)
     h, words = archive.unpack(blob)
-    for n, schedule, match in [(10 + 10 ** 6, h.schedule + [(1, 10 ** 6)], "claims 1000010 items"),
-                               (10 + 10 ** 6, h.schedule + [(10 ** 6, 1)], "claims"),
-                               (60, h.schedule + [(1, 50)], None)]:  # within the bound: decodes garbage, then fails
+    for n, schedule, match in [(10 + 10 ** 6, h.schedule + [(1, 1, 10 ** 6)], "claims 1000010 items"),
+                               (10 + 10 ** 6, h.schedule + [(10 ** 6, 1, 1)], "claims"),
+                               (60, h.schedule + [(1, 1, 50)], None)]:  # within the bound: decodes garbage, then fails
         h2 = archive.ArchiveHeader(**{**h.__dict__, "shape": (n, 4, 4), "schedule": schedule})
         with pytest.raises(ArchiveError, match=match):
             bbans.decompress(archive.pack(h2, words), TOY)
@@ -128,7 +131,8 @@ def test_a_bits_back_archive_claiming_more_items_stops_early():
 
 def test_parallel_needs_a_model_reference():
     with pytest.raises(InputError, match="by name or path"):
-        chunkjobs.compress_bytes(field_data(4), TOY, chunk_items=2, jobs=2)
+        pipeline.encode(ArraySource(field_data(4)), MemorySink(),
+                        pipeline.EncodeOptions(chunk_items=2, jobs=2), model=TOY)
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
@@ -225,7 +229,7 @@ def test_cli_failed_decode_writes_nothing(tmp_path, toy_installed):
 
 def test_a_model_error_in_a_chunk_is_clean(tmp_path, toy_installed):
     data = field_data(12)
-    blob, _ = chunkjobs.compress_bytes(data, TOY, chunk_items=4, method="bits-back")
+    blob, _ = bbans.compress_with_report(data, TOY, chunk_items=4, method="bits-back")
     with pytest.raises(ModelError):
         bbans.decompress(blob, ToyBinary((4, 4), sharpness=2.0))
 

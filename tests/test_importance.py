@@ -1,4 +1,4 @@
-"""Monte-Carlo bits-back (BB-IS, bbans/importance.py): exact round trips, the rate identity, the schedule ramp,
+"""Monte-Carlo bits-back (BB-IS, bbans/bitsback/importance.py): exact round trips, the rate identity, the schedule ramp,
 the fixed-point logs the particle weights use, and the archive/CLI/API surface."""
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def test_round_trip_any_particles_and_batches(tiny, n, k, b, seed):
     model, likelihood = tiny
     x = random_images(n, likelihood, seed=seed)
     enc = chain.encode(model, x, b, particles=k)
-    batches = schedule.expand_particles(enc.schedule, n, k)
+    batches = schedule.expand(enc.schedule, n, k)
     assert all(1 <= size <= b and 1 <= kk <= k for size, kk in batches)
     assert not batches or batches[0] == (1, 1)  # the first batch feeds on the seed with one particle
     np.testing.assert_array_equal(chain.decode(model, enc, n), x)
@@ -150,14 +150,14 @@ def test_particle_batches_stay_within_their_limits(avail, per, rem, b, k):
 
 
 def test_run_lengths_of_particle_batches_round_trip():
-    sizes = [(1, 1), (1, 2), (1, 2), (3, 4), (5, 4), (5, 4)]
+    sizes = [schedule.Batch(*b) for b in [(1, 1), (1, 2), (1, 2), (3, 4), (5, 4), (5, 4)]]
     runs = schedule.run_lengths(sizes)
     assert runs == [(1, 1, 1), (1, 2, 2), (3, 4, 1), (5, 4, 2)]
-    assert schedule.expand_particles(runs, 16, 4) == sizes
+    assert schedule.expand(runs, 16, 4) == sizes
     with pytest.raises(ArchiveError):
-        schedule.expand_particles(runs, 16, 3)  # a batch with more particles than the archive allows
+        schedule.expand(runs, 16, 3)  # a batch with more particles than the archive allows
     with pytest.raises(ArchiveError, match="rows"):
-        schedule.expand_particles([(10 ** 6, 4, 1)], 10 ** 6, 4)  # larger than any encoder writes
+        schedule.expand([(10 ** 6, 4, 1)], 10 ** 6, 4)  # larger than any encoder writes
 
 
 # ---------------------------------------------------------------- errors

@@ -1,4 +1,4 @@
-"""The integer coding networks give identical integers on every path (DESIGN.md §4, issue 7)."""
+"""The integer coding networks give identical integers on every path (docs/design.md, "Determinism")."""
 from __future__ import annotations
 
 import hashlib

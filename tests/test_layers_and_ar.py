@@ -1,5 +1,6 @@
-"""Layered latents (bbans.hierarchy) and raster-order autoregressive likelihoods (bbans.autoregressive): exact round
-trips, stack identities, integer-exact costs, and the tiny two-layer / autoregressive VAEs coded end to end."""
+"""Layered latents (bbans.codecs.hierarchy) and raster-order autoregressive likelihoods
+(bbans.codecs.autoregressive): exact round trips, stack identities, integer-exact costs, and the tiny two-layer /
+autoregressive VAEs coded end to end."""
 from __future__ import annotations
 
 import numpy as np
@@ -62,8 +63,8 @@ def test_layered_latents_cost_is_the_sum_of_the_layers_and_matches_the_stack():
     codec = LayeredLatents(batch, sizes, order, layer)
     coder = AnsCoder(seed_words(40))
     before = coder.num_valid_bits()
-    z, cost = codec.pop_weighed(coder)
-    assert np.array_equal(cost, codec.neg_log2_fixed(z)) and cost.shape == (batch, sum(sizes))
+    z, cost = codec.pop_with_cost(coder)
+    assert np.array_equal(cost, codec.cost(z)) and cost.shape == (batch, sum(sizes))
     taken = before - coder.num_valid_bits()
     assert abs(taken - cost.sum() / ONE) < 0.05 * taken + 2  # constriction's 24-bit quantization
 
@@ -131,7 +132,7 @@ def test_autoregressive_push_costs_what_neg_log2_fixed_says(kind):
     before = coder.num_valid_bits()
     codec.push(coder, x)
     pushed = coder.num_valid_bits() - before
-    cost = codec.neg_log2_fixed(x).sum() / ONE
+    cost = codec.cost(x).sum() / ONE
     assert abs(pushed - cost) < 0.01 * cost + 40
 
 
@@ -186,7 +187,7 @@ def test_ar_head_one_position_equals_all_positions(tiny_models, lik):
 
     model = tiny_models[(lik, 0, 5)][0]
     x = random_images(3, lik).astype(np.int64)
-    z = model.posterior(x).pop(AnsCoder(seed_words(400)))
+    z = model.posterior_codec(x).pop(AnsCoder(seed_words(400)))
     ctx = model.likelihood_params(z)
     head = model._ar
     everything = head.params_all(ctx, x)

@@ -38,14 +38,14 @@ def test_rate_matches_the_codec_probabilities():
     x = np.clip(np.rint(sample), 0, 255).astype(np.int64)
     coder = empty_coder()
     codec.push(coder, x)
-    ideal = codec.log2_prob(x).sum()
+    ideal = codec.neg_log2_prob(x).sum()
     assert abs(coder.num_bits() - ideal) < 0.005 * ideal + 64
 
 
 def test_tails_go_to_the_edge_bins():
     """A logistic centred far below 0 puts nearly all mass on 0; far above 255 on 255."""
     codec = DiscretizedLogisticMixture(np.array([[-512], [4592]]), np.array([[0], [0]]), np.array([[0], [0]]))
-    bits = codec.log2_prob(np.array([0, 255]))
+    bits = codec.neg_log2_prob(np.array([0, 255]))
     assert bits.max() < 1e-4
 
 
@@ -53,7 +53,7 @@ def test_from_float_matches_integer_grid():
     a = DiscretizedLogisticMixture.from_float([[10.5, 200.0]], [[0.5, -1.0]], [[0.0, 1.0]])
     b = DiscretizedLogisticMixture(np.array([[168, 3200]]), np.array([[32, -64]]), np.array([[0, 32]]))
     for v in (0, 7, 10, 11, 128, 200, 255):
-        assert a.log2_prob(np.array([v])) == b.log2_prob(np.array([v]))
+        assert a.neg_log2_prob(np.array([v])) == b.neg_log2_prob(np.array([v]))
 
 
 def test_bernoulli_from_logits_round_trip():

@@ -1,4 +1,5 @@
-"""Issue 7 acceptance: archives cross between the numpy reference and torch, at 1 and 2 threads, byte for byte.
+"""Portability (docs/design.md, "Determinism"): archives cross between the numpy reference and torch, at 1 and 2
+threads, byte for byte.
 
 Each shipped 8-bit model on MNIST test images (../shared/data; the 100 bundled samples when it is absent): 1,000
 with `mnist-small`, 300 with the autoregressive `mnist` (its pixel-by-pixel decoding is the slow part).

@@ -1,9 +1,14 @@
-"""The committed models: real-data rate within 1% of their own -ELBO, and CLI round trips on the bundled samples.
+"""The committed models: real-data rate within 1% of their own -ELBO, CLI round trips on the bundled samples, and
+the registry that pins them (models/weights/manifest.json, read without torch or training code).
 
 The rate test uses 300 images of ../shared/data when present (CI has it), else the 100 bundled sample images.
 """
 from __future__ import annotations
 
+import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +107,72 @@ def test_neg_elbo_estimate_is_reproducible_across_calls():
     first = fresh.neg_elbo_bits(data)
     assert np.array_equal(first, fresh.neg_elbo_bits(data))
     assert np.array_equal(first, model.neg_elbo_bits(data))
+
+
+def test_listing_reads_each_models_data_from_its_weights_file():
+    """The manifest's listed models, in its order, with item shape and value range from each file's metadata."""
+    from bbans_models.registry import MANIFEST, WEIGHTS_DIR, provider, read_manifest
+    from bbans_models.weights_file import file_sha256, read_metadata
+
+    entries = read_manifest(MANIFEST)
+    listed = provider.list()
+    assert [m["name"] for m in listed] == [e["name"] for e in entries if e["status"] == "listed"] == [
+        "mnist", "binarized-mnist", "mnist-small", "binarized-mnist-small"]
+    assert {m["name"]: m["value_range"] for m in listed} == {
+        "mnist": (0, 255), "binarized-mnist": (0, 1), "mnist-small": (0, 255), "binarized-mnist-small": (0, 1)}
+    assert all(m["data_shape"] == (28, 28) for m in listed)
+    for e in entries:  # every pinned sha256 is its file's, retired files included
+        assert file_sha256(WEIGHTS_DIR / e["file"]) == e["sha256"], e["name"]
+        assert read_metadata(WEIGHTS_DIR / e["file"])["format"] == "bbans-vae-2"
+
+
+def test_loading_a_model_for_coding_imports_no_training_code():
+    code = ("import sys, bbans_models.coding_model, bbans_models.registry as r; r.provider.list(); "
+            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('bbans_models'))))")
+    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
+    loaded = json.loads(out.stdout)
+    assert "bbans_models.coding_model" in loaded
+    assert "bbans_models.train" not in loaded and "bbans_models.export" not in loaded, loaded
+
+
+def test_a_file_that_is_not_a_weights_file_is_refused_cheaply(tmp_path):
+    from bbans.errors import ModelError
+    from bbans_models.registry import provider
+    from bbans_models.weights_file import read_metadata
+
+    for i, content in enumerate([b"", b"\xff" * 8 + b"{}", (2).to_bytes(8, "little") + b"{}",
+                                 (40).to_bytes(8, "little") + b'{"__metadata__": {"bbans": "{}"}}      ']):
+        path = tmp_path / f"w{i}.safetensors"
+        path.write_bytes(content)
+        with pytest.raises(ModelError, match="cannot read model file|is not a bbans-vae-2 model file"):
+            read_metadata(path)
+        assert provider.load_path(path) is None
+
+
+def _ship_script():
+    spec = importlib.util.spec_from_file_location("bbans_ship_model", ROOT / "scripts" / "ship_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shipping_new_weights_retires_the_old_ones_under_a_new_name():
+    from bbans_models.registry import MANIFEST, read_manifest
+
+    ship, entries = _ship_script(), read_manifest(MANIFEST)
+    old = next(e for e in entries if e["name"] == "binarized-mnist")
+    out, retired = ship.replace_in_manifest(entries, "binarized-mnist", "ab" * 32, None, "2030-01-01 00:00 UTC")
+    assert retired["name"] == "binarized-mnist-v2" and retired["status"] == "retired"  # v1 is taken
+    assert retired["sha256"] == old["sha256"] and retired["file"] == "binarized-mnist-v2.safetensors"
+    assert [e["name"] for e in out] == [e["name"] for e in entries] + ["binarized-mnist-v2"]
+    new = next(e for e in out if e["name"] == "binarized-mnist")
+    assert new == {**old, "sha256": "ab" * 32}
+    assert ship.replace_in_manifest(entries, "mnist", entries[0]["sha256"], None, "now") == (entries, None)
+    with pytest.raises(SystemExit, match="description"):
+        ship.replace_in_manifest(entries, "cifar", "cd" * 32, None, "now")
+    with pytest.raises(SystemExit, match="retired"):
+        ship.replace_in_manifest(entries, "binarized-mnist-v1", "cd" * 32, None, "now")
+    card = ship.retired_card((ROOT / "models" / "weights" / "binarized-mnist.md").read_text(), "binarized-mnist",
+                             "binarized-mnist-v2", "2030-01-01 00:00 UTC")
+    assert card.startswith("# Model card: `binarized-mnist-v2` (retired)\n\nShipped as `binarized-mnist` until")
+    assert "`binarized-mnist-v2.safetensors`, sha256 `" + old["sha256"] in card

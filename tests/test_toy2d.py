@@ -1,16 +1,20 @@
-"""The seed's 2-D toy distributions and the 2-latent MLP VAE's objectives (models/toy2d_data.py, toy2d_vae.py)."""
+"""The 2-D toy distributions and the 2-latent MLP VAE's objectives of R. Yu, "A Tutorial on VAEs: From Bayes' Rule
+to Lossless Compression" (arXiv:2006.10273, 2020), Sec. 6 (benchmarks/experiments/toy2d_data.py, toy2d_vae.py)."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from bbans_models.toy2d_data import Checkerboard, EightGaussians, TwoSpirals, entropy_bits
-from bbans_models.toy2d_vae import MLPVAE, evaluate, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # as `python benchmarks/toy2d.py` has it
 
-from helpers import with_torch_threads
+from experiments.toy2d_data import Checkerboard, EightGaussians, TwoSpirals, entropy_bits  # noqa: E402
+from experiments.toy2d_vae import MLPVAE, evaluate, train  # noqa: E402
+from helpers import with_torch_threads  # noqa: E402
 
 # TwoSpirals with 200 nodes: a coarser quadrature of the same construction, still an exact mixture of densities.
 DISTS = [EightGaussians(), Checkerboard(), TwoSpirals(nodes=200)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -67,10 +66,10 @@ def test_iwae_bound_and_loss_agree_with_the_elbo_at_k_1(top, ar):
     torch.manual_seed(4)
     w = model.iwae_log_weights(x, 7, max_rows=10)  # two samples per pass: 4 passes
     assert w.shape == (7, 5) and torch.isfinite(w).all()
-    loss, per_item = training_loss(model, x, "iwae", 1.0, 7, "likelihood")
+    loss, per_item = training_loss(model, x, "iwae", 1.0, 7)
     assert torch.isfinite(loss) and per_item.shape == (5,)
     with pytest.raises(ValueError, match="objective"):
-        training_loss(model, x, "mse", 1.0, 7, "likelihood")
+        training_loss(model, x, "mse", 1.0, 7)
 
 
 def test_two_layer_elbo_terms_match_the_log_weights_on_average():

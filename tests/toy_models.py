@@ -1,4 +1,4 @@
-"""Tiny deterministic numpy models following bbans/protocol.py, for testing the chain and the archive.
+"""Tiny deterministic numpy models following bbans/bitsback/protocol.py, for testing the chain and the archive.
 
 Parameters are computed with elementwise IEEE operations only (+, -, *, /, abs; no exp, no reductions, no BLAS), so
 they are bit-identical whatever the batch split or memory layout. Each latent j depends on pixels j and j+1, and each
@@ -28,7 +28,8 @@ class ToyBinary:
                  settings: bool = True):
         self.name, self.data_shape, self.K, self.sharpness = name, tuple(shape), int(half_bins), float(sharpness)
         self.latent_size = int(np.prod(shape))
-        self.coder_settings = {"latent_bins": 2 * self.K + 1, "toy": 1} if settings else {}
+        self.latent_bins = 2 * self.K + 1
+        self.coder_settings = {"latent_bins": self.latent_bins, "toy": 1} if settings else {}
         self.sha256 = hashlib.sha256(f"{name}{shape}{half_bins}{sharpness}".encode()).hexdigest()
 
     # q(z|x), p(x|z), p(z) as parameter arrays (shared with the rate test's independent probability computation)
@@ -46,13 +47,13 @@ class ToyBinary:
         mean = np.zeros((batch, self.latent_size))
         return mean, np.full_like(mean, 0.5 * self.K)
 
-    def posterior(self, x):
+    def posterior_codec(self, x):
         return QuantizedGaussian(*self.posterior_params(x), -self.K, self.K)
 
-    def likelihood(self, z):
+    def likelihood_codec(self, z):
         return Bernoulli(self.likelihood_params(z))
 
-    def prior(self, batch):
+    def prior_codec(self, batch):
         return QuantizedGaussian(*self.prior_params(batch), -self.K, self.K)
 
 
@@ -67,20 +68,21 @@ class ToyCoin:
     def __init__(self, shape=(8, 8), half_bins: int = 32, name: str = "toy-coin"):
         self.name, self.data_shape, self.K = name, tuple(shape), int(half_bins)
         self.latent_size = 1
-        self.coder_settings = {"latent_bins": 2 * self.K + 1}
+        self.latent_bins = 2 * self.K + 1
+        self.coder_settings = {"latent_bins": self.latent_bins}
         self.sha256 = hashlib.sha256(f"{name}{shape}{half_bins}".encode()).hexdigest()
 
-    def posterior(self, x):
+    def posterior_codec(self, x):
         ones = x.reshape(len(x), -1).sum(axis=1, dtype=np.int64)[:, None]  # exact
         mean = (2.0 * ones / int(np.prod(self.data_shape)) - 1.0) * (0.8 * self.K)
         return QuantizedGaussian(mean, np.full(mean.shape, 0.08 * self.K), -self.K, self.K)
 
-    def likelihood(self, z):
+    def likelihood_codec(self, z):
         p = _squash(4.0 * z.astype(np.float64) / self.K)
         return Bernoulli(np.broadcast_to(p[:, :, None], (len(z), 1, int(np.prod(self.data_shape))))
                          .reshape((len(z), *self.data_shape)))
 
-    def prior(self, batch):
+    def prior_codec(self, batch):
         return QuantizedGaussian(np.zeros((batch, 1)), np.full((batch, 1), 0.5 * self.K), -self.K, self.K)
 
 
@@ -92,21 +94,22 @@ class ToyGrey:
     def __init__(self, shape=(3,), half_bins: int = 31, name: str = "toy-grey"):
         self.name, self.data_shape, self.K = name, tuple(shape), int(half_bins)
         self.latent_size = int(np.prod(shape))
-        self.coder_settings = {"latent_bins": 2 * self.K + 1}
+        self.latent_bins = 2 * self.K + 1
+        self.coder_settings = {"latent_bins": self.latent_bins}
         self.sha256 = hashlib.sha256(f"{name}{shape}{half_bins}".encode()).hexdigest()
         self._v = np.arange(256, dtype=np.float64)
 
-    def posterior(self, x):
+    def posterior_codec(self, x):
         xf = (x.reshape(len(x), -1).astype(np.float64) - 127.5) / 127.5
         return QuantizedGaussian(xf * (0.9 * self.K), np.full(xf.shape, 0.05 * self.K), -self.K, self.K)
 
-    def likelihood(self, z):
+    def likelihood_codec(self, z):
         mu = 127.5 + z.astype(np.float64) * (127.5 / self.K)
         d = (self._v - mu[..., None]) / 4.0
         probs = 1.0 / (1.0 + d * d)
         return Categorical(probs.reshape((len(z), *self.data_shape, 256)))
 
-    def prior(self, batch):
+    def prior_codec(self, batch):
         return QuantizedGaussian(np.zeros((batch, self.latent_size)), np.full((batch, self.latent_size),
                                  0.5 * self.K), -self.K, self.K)
 
@@ -152,7 +155,7 @@ class FakeEntryPoint:
 
 
 def install_providers(monkeypatch, *entry_points):
-    """Make bbans.registry see exactly these entry points."""
+    """Make bbans.container.registry see exactly these entry points."""
     from bbans.container import registry
 
     monkeypatch.setattr(registry, "_entry_points", lambda: list(entry_points))

@@ -1,6 +1,7 @@
+# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
 """Monte-Carlo bits-back with importance sampling (BB-IS; Ruan et al., ICML 2021), one batch at a time.
 
-Standard bits-back (bbans/chain.py) pays -log2 of w = p(x, z) / q(z|x) for one posterior sample z: the -ELBO on
+Standard bits-back (chain.py) pays -log2 of w = p(x, z) / q(z|x) for one posterior sample z: the -ELBO on
 average. With K particles the code pays the K-sample importance estimate instead::
 
     rate(x) = -log2( (1/K) * sum_k w_k ),   w_k = p(x | z_k) p(z_k) / q(z_k | x)
@@ -28,7 +29,7 @@ every realization and not only on average. ``particle_costs`` computes the -log2
 tests compare the stack's growth with it.
 
 Determinism: the decoder must rebuild *the same* categorical wbar. The weights are computed from the codecs'
-integer tables with integer fixed-point logs (``Codec.neg_log2_fixed``, ``bbans.fixedlog``), never with float
+integer tables with integer fixed-point logs (``Codec.cost``, ``bbans.codecs.fixedlog``), never with float
 log/exp, so they are identical on every machine. With K = 1 every step above reduces to standard bits-back.
 """
 from __future__ import annotations
@@ -37,9 +38,9 @@ import numpy as np
 
 from ..codecs import fixedlog
 
-from . import schedule
-from ..codecs.basic import Categorical, Uniform, pop_weighed
-from ..errors import ArchiveError, BBANSError, ModelError
+from . import bounds
+from ..codecs.basic import Categorical, Uniform
+from ..errors import BBANSError
 
 
 def _item_sum(cost: np.ndarray, n_items: int) -> np.ndarray:
@@ -56,8 +57,8 @@ def particle_costs(model, x: np.ndarray, z: np.ndarray, q_costs: np.ndarray) -> 
     k, n = z.shape[0], len(x)
     flat = z.reshape(k * n, -1)
     x_rep = np.broadcast_to(x, (k, *x.shape)).reshape(k * n, *x.shape[1:])
-    c_x = _item_sum(model.likelihood(flat).neg_log2_fixed(x_rep), k * n).reshape(k, n)
-    c_p = _item_sum(model.prior(k * n).neg_log2_fixed(flat), k * n).reshape(k, n)
+    c_x = _item_sum(model.likelihood_codec(flat).cost(x_rep), k * n).reshape(k, n)
+    c_p = _item_sum(model.prior_codec(k * n).cost(flat), k * n).reshape(k, n)
     return (c_x + c_p - q_costs).T
 
 
@@ -77,53 +78,39 @@ def push_batch(model, coder, x: np.ndarray, k: int) -> int:
     off the stack (for sizing the next batch)."""
     n = len(x)
     before = coder.num_valid_bits()
-    q = model.posterior(x)
-    popped = [pop_weighed(q, coder) for _ in range(k)]
+    q = model.posterior_codec(x)
+    popped = [q.pop_with_cost(coder) for _ in range(k)]
     z = np.stack([np.asarray(p[0]).reshape(n, -1) for p in popped])            # (k, n, L)
     q_costs = np.stack([_item_sum(p[1], n) for p in popped])                   # (k, n)
     weights = selection_weights(particle_costs(model, x, z, q_costs))
     j = Categorical(weights.astype(np.float32)).pop(coder).astype(np.int64)    # (n,)
     got_back = before - coder.num_valid_bits()
-    if coder.num_valid_bits() < schedule.WORD_BITS:  # the decoder treats a stack this low as exhausted
-        raise ModelError("the particles' posterior pops took more bits than the stack held; bits-back cannot code "
-                         "this data safely with this model")
+    bounds.check_pop_left_bits(coder)
     by_item = z.transpose(1, 0, 2)                                             # (n, k, L)
     others = by_item[_others_mask(n, k, j)].reshape(n, k - 1, -1)
     latent_shape = np.shape(popped[0][0])
     for r in reversed(range(k - 1)):
         q.push(coder, others[:, r].reshape(latent_shape))
     chosen = by_item[np.arange(n), j].reshape(latent_shape)
-    model.likelihood(chosen).push(coder, x)
-    model.prior(n).push(coder, chosen)
+    model.likelihood_codec(chosen).push(coder, x)
+    model.prior_codec(n).push(coder, chosen)
     Uniform(k, (n,)).push(coder, j)
     return got_back
-
-
-def pop_latents_and_items(model, coder, n: int):
-    """Pop n latents under the prior, then n items under p(x|z): the first half of every batch's decoding (here and
-    in bbans/chain.py). Returns (latents, uint8 items (n, *data_shape)); ArchiveError if the stack ran out or the
-    values do not fit uint8."""
-    z = model.prior(n).pop(coder)
-    x = model.likelihood(z).pop(coder)
-    if coder.num_valid_bits() < schedule.WORD_BITS:  # popped past the bottom (an exhausted stack returns zeros)
-        raise ArchiveError("the coded stream ran out before all its items were decoded; the archive is corrupt")
-    if x.size and (int(x.min()) < 0 or int(x.max()) > 255):
-        raise ArchiveError("the decoded values do not fit uint8; the archive is corrupt or the model is wrong")
-    return z, np.ascontiguousarray(x, dtype=np.uint8)
 
 
 def pop_batch(model, coder, n: int, k: int) -> np.ndarray:
     """Pop one batch of ``n`` items coded with ``k`` >= 2 particles: the inverse of ``push_batch``; uint8."""
     j = Uniform(k, (n,)).pop(coder).astype(np.int64)
-    chosen, x = pop_latents_and_items(model, coder, n)
-    q = model.posterior(x)
+    chosen = model.prior_codec(n).pop(coder)
+    x = bounds.check_decoded_items(coder, model.likelihood_codec(chosen).pop(coder))
+    q = model.posterior_codec(x)
     others = np.stack([np.asarray(q.pop(coder)).reshape(n, -1) for _ in range(k - 1)], axis=1)  # (n, k-1, L)
     by_item = np.empty((n, k, others.shape[2]), np.int64)
     by_item[np.arange(n), j] = np.asarray(chosen).reshape(n, -1)
     by_item[_others_mask(n, k, j)] = others.reshape(-1, others.shape[2])
     latent_shape = np.shape(chosen)
     z = by_item.transpose(1, 0, 2)
-    q_costs = np.stack([_item_sum(q.neg_log2_fixed(z[i].reshape(latent_shape)), n) for i in range(k)])
+    q_costs = np.stack([_item_sum(q.cost(z[i].reshape(latent_shape)), n) for i in range(k)])
     weights = selection_weights(particle_costs(model, x, z, q_costs))
     Categorical(weights.astype(np.float32)).push(coder, j)
     for i in reversed(range(k)):
@@ -132,14 +119,14 @@ def pop_batch(model, coder, n: int, k: int) -> np.ndarray:
 
 
 def check_model(model) -> None:
-    """BBANSError unless ``model``'s codecs can weigh particles (integer-exact ``neg_log2_fixed``)."""
+    """BBANSError unless ``model``'s codecs can weigh particles (integer-exact ``cost``)."""
     probe = np.zeros((1, *model.data_shape), np.uint8) + np.uint8(model.value_range[0])
     try:
-        q = model.posterior(probe)
+        q = model.posterior_codec(probe)
         z = q.pop(_probe_coder())
-        q.neg_log2_fixed(z)
-        model.prior(1).neg_log2_fixed(z)
-        model.likelihood(z).neg_log2_fixed(probe)
+        q.cost(z)
+        model.prior_codec(1).cost(z)
+        model.likelihood_codec(z).cost(probe)
     except BBANSError as exc:
         raise BBANSError(f"model {getattr(model, 'name', '?')!r} cannot use particles > 1: {exc}") from None
 

@@ -1,4 +1,5 @@
-"""Initial bits and the batch schedule of the bits-back chain (DESIGN.md §2 "Initial bits").
+# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+"""Initial bits and the batch schedule of the bits-back chain (docs/design.md, "Initial bits and the schedule").
 
 The first posterior pop of a bits-back chain needs bits on the stack that nobody pushed. We seed the stack with a
 fixed pseudo-random word sequence that the decoder regenerates, and grow the batch size from 1 so that each batch's
@@ -10,16 +11,17 @@ pops are covered by bits already on the stack (so the posterior pops are true sa
   top of the seed, so the final stack starts with an untouched prefix of the seed. ``strip_seed`` removes it (the
   archive stores only its length); the decoder prepends the regenerated prefix. After decoding everything the
   decoder's stack must be exactly the seed again, a strong integrity check.
-- Batch sizes are chosen adaptively by the encoder (``next_batch_size``) and stored run-length encoded as
-  (size, repeat) pairs (``run_lengths`` / ``expand``). Only the first batch feeds on the seed; later batches are
+- Batch sizes are chosen adaptively by the encoder (``next_batch``) and stored run-length encoded as
+  (items, particles, repeat) triples (``run_lengths`` / ``expand``). Only the first batch feeds on the seed; later batches are
   sized to the bits pushed above the lowest level reached so far, so the seed's consumed part, the initial-bits
-  overhead, is about one item's posterior information rounded up to whole words (DESIGN.md's target).
+  overhead, is about one item's posterior information rounded up to whole words (the target in docs/design.md).
 
 Units: bits throughout (never nats); "per item" means per data item (one image).
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,7 +30,6 @@ from ..errors import ArchiveError
 WORD_BITS = 32
 RESERVE_BITS = 64  # bits left on the stack under every batch's pops (constriction's 64-bit head)
 SAFETY = 1.25  # measured pop cost per item is multiplied by this when sizing the next batch
-DEFAULT_LATENT_BINS = 2 ** 12
 MAX_SEED_WORDS = 2 ** 26  # a decoder refuses to regenerate more (256 MiB)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -59,9 +60,9 @@ def seed_words(n: int) -> np.ndarray:
 
 
 def first_pop_bits(model) -> int:
-    """Upper estimate of the bits the posterior pop of ONE item takes: latent_size * ceil(log2(latent bins))."""
-    bins = int(getattr(model, "coder_settings", {}).get("latent_bins", DEFAULT_LATENT_BINS))
-    return int(model.latent_size) * max(1, math.ceil(math.log2(max(bins, 2))))
+    """Upper estimate of the bits the posterior pop of ONE item takes: latent_size * ceil(log2(latent_bins)), from
+    the two ``LatentModel`` attributes (protocol.py)."""
+    return int(model.latent_size) * max(1, math.ceil(math.log2(max(int(model.latent_bins), 2))))
 
 
 def seed_length(model) -> int:
@@ -73,7 +74,7 @@ def next_batch_size(available_bits: float, pop_bits_per_item: float, remaining: 
     """Size of the next batch: as many items as ``available_bits`` can feed (with ``SAFETY`` margin), in
     1..min(batch_size, remaining).
 
-    ``available_bits``: bits the next pops may take (see ``encode`` in bbans/chain.py: the seed less
+    ``available_bits``: bits the next pops may take (see ``encode`` in chain.py: the seed less
     ``RESERVE_BITS`` for the first batch, then the bits above the lowest level any earlier pop reached, so later
     batches live on pushed data and leave the rest of the seed untouched); ``pop_bits_per_item``: the measured
     posterior pop cost per item (bits) of the previous batch.
@@ -83,45 +84,12 @@ def next_batch_size(available_bits: float, pop_bits_per_item: float, remaining: 
     return min(batch_size, remaining, max(1, fed))
 
 
-def run_lengths(sizes: list) -> list[tuple]:
-    """Run-length encode batch sizes: [1, 2, 5, 5, 5] -> [(1, 1), (2, 1), (5, 3)].
-
-    With particles each batch is a (size, particles) pair and each run a (size, particles, repeat) triple:
-    [(1, 1), (2, 4), (2, 4)] -> [(1, 1, 1), (2, 4, 2)].
-    """
-    runs: list[list] = []
-    for s in sizes:
-        if runs and runs[-1][0] == s:
-            runs[-1][1] += 1
-        else:
-            runs.append([s, 1])
-    return [(*s, r) if isinstance(s, tuple) else (int(s), r) for s, r in runs]
-
-
-def expand(pairs, n_items: int) -> list:
-    """Batch sizes from (size, repeat) pairs, checked to be positive and to sum to ``n_items``. A size may be a
-    (size, particles) pair; it is returned as given."""
-    total = 0
-    for size, repeat in pairs:
-        items = size[0] if isinstance(size, tuple) else size
-        if items < 1 or repeat < 1:
-            raise ArchiveError("the archive's batch schedule has an empty batch; the archive is corrupt")
-        total += items * repeat
-        if total > n_items:
-            break
-    if total != n_items:
-        raise ArchiveError(
-            f"the archive's batch schedule covers {total} items but the archive holds {n_items}; the archive is corrupt"
-        )
-    return [size for size, repeat in pairs for _ in range(repeat)]
-
-
 PARTICLE_ROWS = 1024  # with particles, a batch's model calls hold at most this many (item, particle) rows
 
 
 def next_particle_batch(available_bits: float, pop_bits_per_particle: float, remaining: int, batch_size: int,
                         particles: int) -> tuple[int, int]:
-    """(items, particles) of the next Monte-Carlo bits-back batch (bbans/importance.py).
+    """(items, particles) of the next Monte-Carlo bits-back batch (importance.py).
 
     Each particle of each item pops about ``pop_bits_per_particle`` bits (measured on the previous batch). The
     particle count grows first -- through powers of two up to ``particles``, so the schedule stays short -- and the
@@ -135,18 +103,56 @@ def next_particle_batch(available_bits: float, pop_bits_per_particle: float, rem
     return n, k
 
 
-def expand_particles(triples, n_items: int, max_particles: int) -> list[tuple[int, int]]:
-    """(size, particles) per batch from (size, particles, repeat) triples, checked like ``expand`` and against
-    the ``PARTICLE_ROWS`` limit the encoder keeps (so a hostile archive cannot make the decoder allocate more)."""
-    for size, k, _ in triples:
+class Batch(NamedTuple):
+    """One batch of the chain: ``items`` coded with ``particles`` particles each (1: standard bits-back)."""
+
+    items: int
+    particles: int = 1
+
+
+def next_batch(available_bits: float, pop_bits: float, remaining: int, batch_size: int, particles: int) -> Batch:
+    """The next batch: ``next_batch_size`` for standard bits-back (``particles`` 1), else ``next_particle_batch``
+    (``pop_bits``: the previous batch's posterior pop cost per item, or per particle with particles)."""
+    if particles == 1:
+        return Batch(next_batch_size(available_bits, pop_bits, remaining, batch_size), 1)
+    return Batch(*next_particle_batch(available_bits, pop_bits, remaining, batch_size, particles))
+
+
+def run_lengths(batches: list[Batch]) -> list[tuple[int, int, int]]:
+    """Run-length encode batches as (items, particles, repeat) triples, the one schedule shape:
+    [(1, 1), (2, 1), (5, 1), (5, 1)] -> [(1, 1, 1), (2, 1, 1), (5, 1, 2)]."""
+    runs: list[list] = []
+    for b in batches:
+        if runs and runs[-1][:2] == [b.items, b.particles]:
+            runs[-1][2] += 1
+        else:
+            runs.append([int(b.items), int(b.particles), 1])
+    return [tuple(r) for r in runs]
+
+
+def expand(runs, n_items: int, max_particles: int = 1) -> list[Batch]:
+    """Batches from (items, particles, repeat) runs, checked: positive counts, particles in 1..``max_particles``,
+    no batch over the ``PARTICLE_ROWS`` rows the encoder keeps (so a hostile archive cannot make the decoder
+    allocate more), and items summing to ``n_items``."""
+    total, out = 0, []
+    for items, k, repeat in runs:
+        if items < 1 or repeat < 1:
+            raise ArchiveError("the archive's batch schedule has an empty batch; the archive is corrupt")
         if not 1 <= k <= max_particles:
             raise ArchiveError(f"the archive's batch schedule uses {k} particles, outside 1..{max_particles}; "
                                "the archive is corrupt")
-        if k > 1 and size * k > max(PARTICLE_ROWS, k):  # the encoder never writes such a batch: refuse to allocate it
-            raise ArchiveError(f"the archive's batch schedule has a batch of {size} items x {k} particles, more than "
-                               f"any bbans writes ({PARTICLE_ROWS} rows); the archive is corrupt")
-    sizes = expand([((size, k), repeat) for size, k, repeat in triples], n_items)
-    return list(sizes)
+        if k > 1 and items * k > max(PARTICLE_ROWS, k):
+            raise ArchiveError(f"the archive's batch schedule has a batch of {items} items x {k} particles, more "
+                               f"than any bbans writes ({PARTICLE_ROWS} rows); the archive is corrupt")
+        total += items * repeat
+        if total > n_items:
+            break
+        out.extend([Batch(int(items), int(k))] * int(repeat))
+    if total != n_items:
+        raise ArchiveError(
+            f"the archive's batch schedule covers {total} items but the archive holds {n_items}; the archive is corrupt"
+        )
+    return out
 
 
 def strip_seed(words: np.ndarray, seed: np.ndarray) -> tuple[int, np.ndarray]:

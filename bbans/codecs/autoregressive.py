@@ -1,3 +1,4 @@
+# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
 """A codec for autoregressive likelihoods: p(x) = prod_t p(x_t | x_<t), positions t in raster (C) order.
 
 Items (B, *item_shape) are flattened to (B, P) and coded one position at a time for all B items together. A
@@ -63,11 +64,10 @@ class RasterAutoregressive(Codec):
         if x.size == 0:
             return
         codec, sym = self._all_positions(x)
-        stages = getattr(codec, "stages", None)
-        if stages is None:
+        parts = codec.stages(sym)  # [(probabilities (B*P, W), symbols (B*P,))] in pop order, or None
+        if parts is None:
             codec.push(coder, sym)
             return
-        parts = stages(sym)  # [(probabilities (B*P, W), symbols (B*P,))] in pop order
         widths = {probs.shape[1] for probs, _ in parts}
         if len(widths) != 1:
             raise BBANSError("stages of different alphabet sizes cannot be interleaved in one push")
@@ -86,11 +86,11 @@ class RasterAutoregressive(Codec):
                 raise ArchiveError("the decoded values leave the model's range; the archive is corrupt")
         return x.astype(np.int32).reshape(self.shape)
 
-    def neg_log2_fixed(self, symbols) -> np.ndarray:
-        """-log2 P(x_t | x_<t) per element, int64 of ``shape``, in 2^-20 bits (integer-exact, ``bbans.fixedlog``)."""
+    def cost(self, symbols) -> np.ndarray:
+        """-log2 P(x_t | x_<t) per element, int64 of ``shape``, in 2^-20 bits (integer-exact, ``fixedlog.py``)."""
         x = self._flat(symbols)
         if x.size == 0:
             return np.zeros(self.shape, np.int64)
         codec, sym = self._all_positions(x)
-        cost = np.asarray(codec.neg_log2_fixed(sym), np.int64).reshape(self.positions, self.batch)
+        cost = np.asarray(codec.cost(sym), np.int64).reshape(self.positions, self.batch)
         return np.ascontiguousarray(cost.T).reshape(self.shape)

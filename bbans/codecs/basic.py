@@ -1,3 +1,4 @@
+# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
 """Codecs: a push/pop pair over one constriction ``AnsCoder`` (a stack).
 
 A codec holds the parameters of one distribution over a whole batch of symbols. ``push(coder, symbols)`` puts the
@@ -5,9 +6,9 @@ symbols on the stack so that a later ``pop(coder)`` returns them exactly (LIFO a
 numpy arrays of the codec's ``shape``; ``pop`` returns int32. Rates are the distribution's -log2 probability,
 in bits, up to constriction's 24-bit fixed-point quantization.
 
-Hazards handled here (DESIGN.md §3): constriction wants int32 symbols, contiguous float parameters,
-``perfect=False`` for Categorical/Bernoulli, and panics (a BaseException) on invalid parameters, so parameters are
-validated before every call.
+Hazards handled here (docs/design.md, "Hazards"): constriction wants int32 symbols, contiguous float
+parameters, ``perfect=False`` for Categorical/Bernoulli, and panics (a BaseException) on invalid parameters,
+so parameters are validated before every call.
 """
 from __future__ import annotations
 
@@ -44,31 +45,40 @@ def _finite(name: str, a: np.ndarray) -> None:
 
 
 class Codec:
-    """Base class: a distribution over an integer array of ``shape`` that can be pushed and popped."""
+    """Base class: a distribution over an integer array of ``shape`` that can be pushed onto and popped off a stack.
+
+    Every codec implements ``push`` and ``pop``. ``cost`` (integer-exact -log2 probabilities) is needed only where
+    costs must be identical on every machine (Monte-Carlo bits-back weighs particles with it); ``pop_with_cost``
+    and ``stages`` have defaults that subclasses may specialize for speed.
+    """
 
     shape: tuple = ()
 
     def push(self, coder, symbols: np.ndarray) -> None:
+        """Push ``symbols`` (integers of ``shape``) so that the next ``pop`` returns them."""
         raise NotImplementedError
 
     def pop(self, coder) -> np.ndarray:
+        """Pop symbols of ``shape`` (int32) off ``coder``."""
         raise NotImplementedError
 
-    def neg_log2_fixed(self, symbols: np.ndarray) -> np.ndarray:
-        """-log2 P(symbol) per element (int64 of the codec's shape, in 2^-20 bits, ``bbans.fixedlog``), computed
-        with integer arithmetic only, so every machine gets the same numbers. Needed to weigh particles
-        (``bbans.importance``); codecs without integer-exact probabilities cannot be used there."""
+    def cost(self, symbols: np.ndarray) -> np.ndarray:
+        """-log2 P(symbol) per element: int64 of the codec's shape, in units of 2^-20 bits (``fixedlog.ONE``),
+        computed with integer arithmetic only, so every machine gets the same numbers."""
         raise BBANSError(f"{type(self).__name__} codecs have no integer-exact probabilities, so they cannot weigh "
                          "particles; use particles=1 (standard bits-back) with this model")
 
+    def pop_with_cost(self, coder) -> tuple[np.ndarray, np.ndarray]:
+        """Pop symbols and their ``cost``: (int32 symbols, int64 costs in 2^-20 bits), both of the codec's shape.
+        Codecs that build tables to pop override it to reuse them for the cost."""
+        symbols = self.pop(coder)
+        return symbols, self.cost(symbols)
 
-def pop_weighed(codec: Codec, coder):
-    """Pop symbols from ``codec`` and their ``neg_log2_fixed`` (reusing the pop's tables when the codec has its own
-    ``pop_weighed``): (symbols, int64 costs in 2^-20 bits), both of the codec's shape."""
-    if hasattr(codec, "pop_weighed"):
-        return codec.pop_weighed(coder)
-    symbols = codec.pop(coder)
-    return symbols, codec.neg_log2_fixed(symbols)
+    def stages(self, symbols: np.ndarray) -> list | None:
+        """The categoricals ``pop`` reads for ``symbols``, in its order, as [(probabilities (n, W), parts (n,))];
+        None for a codec that is not a sequence of categoricals. Lets a caller push many such codecs interleaved
+        in one call (``codecs.autoregressive``)."""
+        return None
 
 
 def _reraise(exc: BaseException, what: str):
@@ -131,7 +141,7 @@ class Uniform(_ConstrictionCodec):
     def _symbol_range(self):
         return 0, self.size - 1
 
-    def neg_log2_fixed(self, symbols):
+    def cost(self, symbols):
         lo, hi = self._symbol_range()
         _as_symbols(symbols, self.shape, lo, hi)
         return np.full(self.shape, fixedlog.log2_fixed(self.size), np.int64)
@@ -149,7 +159,7 @@ class Bernoulli(_ConstrictionCodec):
     def _family_and_params(self):
         return _model.Bernoulli(perfect=False), (self.p.reshape(-1),)
 
-    def neg_log2_fixed(self, symbols):
+    def cost(self, symbols):
         """From P[1] rounded to a multiple of 2^-30 (exact for the shipped models' table sigmoids), in 1..2^30-1."""
         flat = _as_symbols(symbols, self.shape, 0, 1)
         one = np.clip(np.rint(np.ldexp(self.p.reshape(-1), 30)).astype(np.int64), 1, (1 << 30) - 1)
@@ -199,7 +209,7 @@ class Categorical(_ConstrictionCodec):
     @classmethod
     def from_weights(cls, weights: np.ndarray) -> "Categorical":
         """A Categorical over rows of ``weights`` (n_rows, n) float32 that the caller guarantees finite and at least
-        1 everywhere (e.g. ``bbans.twostage`` tables): skips the input checks, which dominate the cost of the
+        1 everywhere (e.g. ``twostage.py`` tables): skips the input checks, which dominate the cost of the
         small per-position codecs of autoregressive decoding. Same distribution as ``Categorical(weights)``."""
         self = cls.__new__(cls)
         self.n = weights.shape[-1]

@@ -1,9 +1,10 @@
+# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
 """Integer-exact base-2 logarithms and powers in fixed point, identical on every machine.
 
-Monte-Carlo bits-back (``bbans.importance``) weighs particles by their likelihoods. Encoder and decoder must build
-the *same* categorical over particles, on any machine, so the weights are computed from the codecs' integer
-tables with integer arithmetic and two fixed tables built with ``decimal`` (never libm's log/exp, which may differ
-by an ulp between platforms).
+Monte-Carlo bits-back (``bbans/bitsback/importance.py``) weighs particles by their likelihoods. Encoder and
+decoder must build the *same* categorical over particles, on any machine, so the weights are computed from the
+codecs' integer tables with integer arithmetic and two fixed tables built with ``decimal`` (never libm's log/exp,
+which may differ by an ulp between platforms).
 
 Units: a fixed-point log is an int64 count of 2^-FRAC_BITS bits (FRAC_BITS = 20, so 1 bit = 1,048,576 units).
 Accuracy: |log2_fixed(n) / 2^20 - log2(n)| < 2e-6 bits; exp2_neg_fixed is accurate to a relative 1e-6.

@@ -1,11 +1,12 @@
+# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
 """Integer-exact discretized Gaussians over latent bins, for posteriors q(z|x) and the N(0, I) prior.
 
 Latent symbols are bin indices i in [-H, H) (H = 8 * 2^b): bin i covers [(i - 1/2) 2^-b, (i + 1/2) 2^-b) in latent
 units; the two end bins take the tails. A distribution is given by its mean in units of 2^-u bins (an integer) and
-its log-std index S (σ = exp(S/64) latent units, ``bbans.tables``). Its CDF at a bin edge is 2^30 Φ(t), linearly
+its log-std index S (σ = exp(S/64) latent units, ``tables.py``). Its CDF at a bin edge is 2^30 Φ(t), linearly
 interpolated (in integers) in the fixed normal-CDF table of step 1/1024, so every machine builds identical tables
 (unlike a float erf) and a bin spanning few table steps still gets its mass to ~1e-6.
-Coded in two stages (``bbans.twostage``): (2H/16)-way coarse bins, then 16-way fine bins.
+Coded in two stages (``twostage.py``): (2H/16)-way coarse bins, then 16-way fine bins.
 """
 from __future__ import annotations
 
@@ -47,29 +48,14 @@ class DiscretizedGaussian(TwoStageCodec):
         d = ((edge_j - self.half) << self._u) - (1 << (self._u - 1)) - self._mean[a:b]
         return table_cdf(tables.normal_cdf_table(), (d * self._inv_sigma[a:b])[:, None, :], self._shift, interpolate=True)
 
-    def _symbols(self, latents) -> np.ndarray:
+    def _index(self, latents) -> np.ndarray:
         z = np.asarray(latents)
         if z.shape != tuple(self.shape):
             raise BBANSError(f"codec expected latents of shape {tuple(self.shape)}, got {z.shape}")
         return self._check(z.reshape(-1).astype(np.int64) + self.half)
 
-    def push(self, coder, symbols):
-        self._push_symbols(coder, self._symbols(symbols))
-
-    def pop(self, coder):
-        return (self._pop_symbols(coder) - self.half).astype(np.int32).reshape(self.shape)
-
-    def pop_weighed(self, coder):
-        """Pop latents and their ``neg_log2_fixed`` (from the same tables): (int32, int64), each of ``shape``."""
-        s, cost = self._pop_symbols(coder, weigh=True)
-        return (s - self.half).astype(np.int32).reshape(self.shape), cost.reshape(self.shape)
-
-    def neg_log2_fixed(self, symbols) -> np.ndarray:
-        return self._neg_log2_fixed(self._symbols(symbols)).reshape(self.shape)
-
-    def log2_prob(self, symbols) -> np.ndarray:
-        """-log2 of the (unquantized) table probability of each latent, bits, shape ``shape``."""
-        return self._log2_prob(self._symbols(symbols)).reshape(self.shape)
+    def _value(self, index: np.ndarray) -> np.ndarray:
+        return (index - self.half).astype(np.int32).reshape(self.shape)
 
 
 @lru_cache(maxsize=8)

@@ -1,11 +1,13 @@
+# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
 """A codec over several latent layers coded one after another, each under a distribution that depends on the
 layers coded before it: the building block of hierarchical bits-back (one codec for the whole posterior
 q(z_1..L | x), one for the whole prior p(z_1..L)).
 
 Latents of all layers travel as one int array (B, sum of layer sizes), layer ``i`` in columns
-``offsets[i]:offsets[i+1]``, so the chain (bbans/chain.py) and Monte-Carlo bits-back (bbans/importance.py) code a
-hierarchical model exactly like a one-layer one. What differs between posterior and prior is only the *order* in
-which the layers are popped and what each layer's distribution is conditioned on:
+``offsets[i]:offsets[i+1]``, so the chain (bbans/bitsback/chain.py) and Monte-Carlo bits-back
+(bbans/bitsback/importance.py) code a hierarchical model exactly like a one-layer one. What differs between
+posterior and prior is only the *order* in which the layers are popped and what each layer's distribution is
+conditioned on:
 
 - a bottom-up posterior pops z_1 ~ q(z_1 | x), then z_2 ~ q(z_2 | z_1), ...: ``order = [0, 1, ..., L-1]``;
 - a top-down prior pops z_L ~ p(z_L), then z_(L-1) ~ p(z_(L-1) | z_L), ...: ``order = [L-1, ..., 0]``.
@@ -21,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from .basic import Codec, pop_weighed
+from .basic import Codec
 from ..errors import BBANSError
 
 
@@ -61,7 +63,7 @@ class LayeredLatents(Codec):
         for i in self.order:
             codec = self._layer_codec(i, dict(known))
             if weigh:
-                z, cost = pop_weighed(codec, coder)
+                z, cost = codec.pop_with_cost(coder)
                 costs[i] = np.asarray(cost, np.int64).reshape(self.shape[0], self.sizes[i])
             else:
                 z = codec.pop(coder)
@@ -74,12 +76,12 @@ class LayeredLatents(Codec):
     def pop(self, coder) -> np.ndarray:
         return self._pop(coder, weigh=False)
 
-    def pop_weighed(self, coder):
-        """Pop latents and their ``neg_log2_fixed``: (int32, int64), each (B, sum(sizes))."""
+    def pop_with_cost(self, coder):
+        """Pop latents and their ``cost``: (int32, int64), each (B, sum(sizes))."""
         return self._pop(coder, weigh=True)
 
-    def neg_log2_fixed(self, symbols) -> np.ndarray:
+    def cost(self, symbols) -> np.ndarray:
         layers = self._split(symbols)
-        cost = {i: np.asarray(codec.neg_log2_fixed(layers[i]), np.int64).reshape(self.shape[0], self.sizes[i])
+        cost = {i: np.asarray(codec.cost(layers[i]), np.int64).reshape(self.shape[0], self.sizes[i])
                 for i, codec in self._codecs_in_order(layers)}
         return np.concatenate([cost[i] for i in range(len(self.sizes))], axis=1)

@@ -1,7 +1,8 @@
+# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
 """Integer-exact discretized logistic mixtures over {0..255}, and Bernoulli from integer logits.
 
 A pixel's distribution is a mixture of K logistics (mean m, scale s) discretized to the bins [v - 0.5, v + 0.5];
-bin 0 takes the lower tail and bin 255 the upper tail. Parameters are integers (see ``bbans.tables``):
+bin 0 takes the lower tail and bin 255 the upper tail. Parameters are integers (see ``tables.py``):
 means ``M`` in 1/16 pixel, log-scales ``L`` in 1/64 (s = exp(L/64) pixels), logits ``W`` in 1/32 nat.
 
 Every probability is computed with integer arithmetic and the fixed tables, so encoder and decoder obtain identical
@@ -50,19 +51,6 @@ class DiscretizedLogisticMixture(TwoStageCodec):
         """Edge j sits at pixel value j - 0.5 = (16 j - 8)/16; t = (edge - m)/s = D * INV / 2^20, D in 1/16 px."""
         d = (edge_j[:, None, :] * 16 - 8) - self._means[a:b, :, None]
         return table_cdf(tables.sigmoid_table(), d * self._inv_scale[a:b, :, None], 10)
-
-    def push(self, coder, symbols):
-        self._push_symbols(coder, self._check(symbols))
-
-    def pop(self, coder):
-        return self._pop_symbols(coder).astype(np.int32).reshape(self.shape)
-
-    def neg_log2_fixed(self, symbols) -> np.ndarray:
-        return self._neg_log2_fixed(self._check(symbols)).reshape(self.shape)
-
-    def log2_prob(self, symbols) -> np.ndarray:
-        """-log2 of the (unquantized) integer-table probability of each symbol, bits, shape ``shape``."""
-        return self._log2_prob(self._check(symbols)).reshape(self.shape)
 
 
 def bernoulli_from_logits(logits: np.ndarray) -> Bernoulli:

@@ -1,3 +1,4 @@
+# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
 """Two-stage integer-exact coding of symbols 0..n-1 (n a multiple of 16) under a mixture of discretized CDFs.
 
 A symbol s is coded as its coarse part ``s >> 4`` under an (n/16)-way categorical, then its fine part ``s & 15``
@@ -104,35 +105,54 @@ class TwoStageCodec(Codec):
             self._coarse = self._tables(None)
         return self._coarse
 
-    def _push_symbols(self, coder, s: np.ndarray) -> None:
+    def _index(self, symbols) -> np.ndarray:
+        """The codec's symbols -> flat int64 table indices 0..n_symbols-1 (checked). Subclasses whose symbols are
+        offset (latent bins) override it together with ``_value``."""
+        return self._check(symbols)
+
+    def _value(self, index: np.ndarray) -> np.ndarray:
+        """Flat table indices -> the codec's symbols, int32 of ``shape``."""
+        return index.astype(np.int32).reshape(self.shape)
+
+    def push(self, coder, symbols) -> None:
+        s = self._index(symbols)
         coarse = s >> 4
         Categorical.from_weights(self._tables(coarse)).push(coder, s & 15)
         Categorical.from_weights(self._coarse_tables()).push(coder, coarse)
 
-    def stages(self, symbols) -> list:
-        """[(coarse probabilities (rows, n/16), coarse parts), (fine probabilities (rows, 16), fine parts)]: the
-        two categoricals ``pop`` reads, in its order, for ``symbols`` (rows,). Lets a caller push many such codecs
-        interleaved in one call (``bbans.autoregressive``)."""
-        s = self._check(symbols)
-        return [(self._coarse_tables(), s >> 4), (self._tables(s >> 4), s & 15)]
+    def pop(self, coder) -> np.ndarray:
+        return self._value(self._pop_index(coder)[0])
 
-    def _pop_symbols(self, coder, weigh: bool = False):
-        """Pop symbols (flat int64); with ``weigh``, also their ``_neg_log2_fixed`` from the same tables."""
+    def pop_with_cost(self, coder):
+        """Pop symbols and their ``cost`` from the tables the pop built: (int32, int64), each of ``shape``."""
+        s, ct, ft = self._pop_index(coder)
+        return self._value(s), _table_cost(ct, ft, s).reshape(self.shape)
+
+    def _pop_index(self, coder):
+        """Pop flat table indices (int64); also returns the coarse and fine tables they were read with."""
         ct = self._coarse_tables()
         coarse = Categorical.from_weights(ct).pop(coder).astype(np.int64)
         ft = self._tables(coarse)
-        s = coarse * 16 + Categorical.from_weights(ft).pop(coder)
-        return (s, _table_cost(ct, ft, s)) if weigh else s
+        return coarse * 16 + Categorical.from_weights(ft).pop(coder), ct, ft
 
-    def _neg_log2_fixed(self, s: np.ndarray) -> np.ndarray:
-        """-log2 of each symbol's table probability in 2^-20 bits (``bbans.fixedlog``), integer-exact; flat int64."""
-        return _table_cost(self._coarse_tables(), self._tables(s >> 4), s)
+    def stages(self, symbols) -> list:
+        """[(coarse probabilities (rows, n/16), coarse parts), (fine probabilities (rows, 16), fine parts)]: the
+        two categoricals ``pop`` reads, in its order, for ``symbols``."""
+        s = self._index(symbols)
+        return [(self._coarse_tables(), s >> 4), (self._tables(s >> 4), s & 15)]
 
-    def _log2_prob(self, s: np.ndarray) -> np.ndarray:
-        """-log2 of the (unquantized) table probability of each symbol, bits, flat."""
+    def cost(self, symbols) -> np.ndarray:
+        """-log2 of each symbol's table probability in 2^-20 bits (``fixedlog``), integer-exact; int64 ``shape``."""
+        s = self._index(symbols)
+        return _table_cost(self._coarse_tables(), self._tables(s >> 4), s).reshape(self.shape)
+
+    def neg_log2_prob(self, symbols) -> np.ndarray:
+        """-log2 of each symbol's (unquantized) table probability, float64 bits of ``shape`` (for measuring)."""
+        s = self._index(symbols)
         ct, ft = self._tables(None).astype(np.float64), self._tables(s >> 4).astype(np.float64)
         rows = np.arange(s.size)
-        return -np.log2(ct[rows, s >> 4] / ct.sum(1)) - np.log2(ft[rows, s & 15] / ft.sum(1))
+        bits = -np.log2(ct[rows, s >> 4] / ct.sum(1)) - np.log2(ft[rows, s & 15] / ft.sum(1))
+        return bits.reshape(self.shape)
 
 
 def _table_cost(coarse: np.ndarray, fine: np.ndarray, s: np.ndarray) -> np.ndarray:

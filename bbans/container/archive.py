@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ArchiveError
+from .binary import Reader, blob, varint
 from ..bitsback.schedule import MAX_SEED_WORDS
 
 MAGIC = b"BBAN"
@@ -64,7 +65,7 @@ class ArchiveHeader:
     model_name: str | None = None
     model_sha256: str | None = None  # hex
     coder_settings: dict | None = None
-    schedule: list = field(default_factory=list)  # (size, repeat) pairs; (size, particles, repeat) for bits-back-is
+    schedule: list = field(default_factory=list)  # (items, particles, repeat) runs (bitsback/schedule.py)
     particles: int = 1  # bits-back-is: the most particles a batch may use
     seed_words: int = 0
     prefix_words: int = 0
@@ -88,21 +89,6 @@ def settings_json(settings: dict) -> bytes:
 # ---------------------------------------------------------------- writing
 
 
-def _varint(n: int) -> bytes:
-    if n < 0:
-        raise ValueError("varints are unsigned")
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _blob(b: bytes) -> bytes:
-    return _varint(len(b)) + b
-
-
 def _words_le(words: np.ndarray) -> bytes:
     return np.ascontiguousarray(words, dtype="<u4").tobytes()
 
@@ -114,26 +100,29 @@ def pack(h: ArchiveHeader, payload) -> bytes:
     out = bytearray(MAGIC)
     out += bytes([FORMAT_VERSION, METHODS[h.method], DTYPES[h.dtype], len(h.shape)])
     for d in h.shape:
-        out += _varint(int(d))
+        out += varint(int(d))
     out += (h.data_crc32 & 0xFFFFFFFF).to_bytes(4, "little")
-    out += _blob(bytes(h.extra))
+    out += blob(bytes(h.extra))
     if h.method in BITS_BACK_METHODS:
-        out += _blob(h.model_name.encode("utf-8"))
+        out += blob(h.model_name.encode("utf-8"))
         sha = bytes.fromhex(h.model_sha256)
         if len(sha) != 32:
             raise ValueError("model sha256 must be 32 bytes (64 hex digits)")
         out += sha
-        out += _blob(settings_json(h.coder_settings or {}))
-        out += _varint(len(h.schedule))
-        for run in h.schedule:
-            out += b"".join(_varint(int(v)) for v in run)
-        out += _varint(h.seed_words) + _varint(h.prefix_words)
+        out += blob(settings_json(h.coder_settings or {}))
+        out += varint(len(h.schedule))
+        for items, particles, repeat in h.schedule:  # bits-back stores (items, repeat): its particles are all 1
+            if h.method == "bits-back" and particles != 1:
+                raise ValueError("a bits-back schedule has one particle per batch; use method bits-back-is")
+            run = (items, particles, repeat) if h.method == "bits-back-is" else (items, repeat)
+            out += b"".join(varint(int(v)) for v in run)
+        out += varint(h.seed_words) + varint(h.prefix_words)
         if h.method == "bits-back-is":
-            out += _varint(h.particles)
+            out += varint(h.particles)
         words = np.asarray(payload, np.uint32)
-        out += _varint(words.size) + _words_le(words)
+        out += varint(words.size) + _words_le(words)
     else:
-        out += _blob(bytes(payload))
+        out += blob(bytes(payload))
     out += zlib.crc32(out).to_bytes(4, "little")
     return bytes(out)
 
@@ -141,42 +130,7 @@ def pack(h: ArchiveHeader, payload) -> bytes:
 # ---------------------------------------------------------------- reading
 
 
-class _Reader:
-    """Cursor over the archive body; every read is checked against the bytes that remain."""
-
-    def __init__(self, body: bytes, pos: int = 0):
-        self.body, self.pos = body, pos
-
-    @property
-    def left(self) -> int:
-        return len(self.body) - self.pos
-
-    def take(self, n: int, what: str) -> bytes:
-        if n > self.left:
-            raise ArchiveError(f"the archive is truncated: its {what} needs {n} bytes but {self.left} remain")
-        out = self.body[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def byte(self, what: str) -> int:
-        return self.take(1, what)[0]
-
-    def varint(self, what: str) -> int:
-        n = shift = 0
-        for _ in range(10):
-            b = self.byte(what)
-            n |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return n
-            shift += 7
-        raise ArchiveError(f"the archive's {what} is not a valid number; the archive is corrupt")
-
-    def blob(self, what: str) -> bytes:
-        n = self.varint(what + " length")
-        return self.take(n, what)
-
-
-def _check_magic_and_version(blob: bytes) -> None:
+def check_magic_and_version(blob: bytes) -> None:
     if len(blob) < 5 or blob[:4] != MAGIC:
         raise ArchiveError("this is not a bbans archive (wrong magic bytes); check the file name")
     if blob[4] > FORMAT_VERSION:
@@ -187,7 +141,7 @@ def _check_magic_and_version(blob: bytes) -> None:
         raise ArchiveError(f"this archive claims format version {blob[4]}, which never existed; the archive is corrupt")
 
 
-def read_dtype_and_shape(r: _Reader) -> tuple[str, tuple]:
+def read_dtype_and_shape(r: Reader) -> tuple[str, tuple]:
     """Read the dtype byte, the dimension count and the shape varints, refusing unknown types and more than
     MAX_NDIM dimensions or MAX_ELEMENTS values (shared by single and chunked archives)."""
     dcode = r.byte("dtype")
@@ -206,10 +160,10 @@ def read_dtype_and_shape(r: _Reader) -> tuple[str, tuple]:
     return _DTYPE_NAMES[dcode], tuple(shape)
 
 
-def _parse(blob: bytes) -> tuple[ArchiveHeader, _Reader, int]:
+def _parse(blob: bytes) -> tuple[ArchiveHeader, Reader, int]:
     """Parse the header; returns it, the reader positioned at the payload, and the payload's length."""
     blob = bytes(blob)
-    _check_magic_and_version(blob)
+    check_magic_and_version(blob)
     if len(blob) > 5 and blob[5] == CHUNKED_METHOD_ID:
         raise ArchiveError("this is a multi-chunk archive (bbans/chunked.py): decode it with bbans.decompress or "
                            "'bbans decompress', read its index with bbans.chunked.read_index")
@@ -218,7 +172,7 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, _Reader, int]:
     body, stored_crc = blob[:-4], int.from_bytes(blob[-4:], "little")
     if zlib.crc32(body) != stored_crc:
         raise ArchiveError("the archive fails its checksum: it is truncated or corrupt; get a fresh copy")
-    r = _Reader(body, 5)
+    r = Reader(body, 5)
     code = r.byte("method")
     if code not in _METHOD_NAMES:
         raise ArchiveError(
@@ -247,7 +201,8 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, _Reader, int]:
         n_runs, width = r.varint("schedule length"), (3 if method == "bits-back-is" else 2)
         if width * n_runs > r.left:
             raise ArchiveError("the archive's batch schedule is longer than the archive; the archive is corrupt")
-        h.schedule = [tuple(r.varint("schedule") for _ in range(width)) for _ in range(n_runs)]
+        runs = [tuple(r.varint("schedule") for _ in range(width)) for _ in range(n_runs)]
+        h.schedule = runs if width == 3 else [(items, 1, repeat) for items, repeat in runs]
         h.seed_words, h.prefix_words = r.varint("seed length"), r.varint("seed prefix length")
         if h.seed_words > MAX_SEED_WORDS:
             raise ArchiveError(f"the archive asks for {h.seed_words} seed words, more than any bbans writes; "

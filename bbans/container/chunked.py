@@ -26,6 +26,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from . import archive
+from .binary import Reader, blob, varint
 from ..errors import ArchiveError
 
 METHOD_ID = archive.CHUNKED_METHOD_ID  # the method byte of a chunked archive (0..5: single-archive methods)
@@ -109,8 +110,8 @@ def prologue(shape, extra: bytes, chunk_items: int) -> bytes:
     out = bytearray(archive.MAGIC)
     out += bytes([archive.FORMAT_VERSION, METHOD_ID, archive.DTYPES["uint8"], len(shape)])
     for d in shape:
-        out += archive._varint(d)
-    out += archive._blob(bytes(extra)) + archive._varint(chunk_items)
+        out += varint(d)
+    out += blob(bytes(extra)) + varint(chunk_items)
     out += zlib.crc32(out).to_bytes(4, "little")
     return bytes(out)
 
@@ -141,7 +142,7 @@ class ChunkedWriter:
         want = n_chunks_for(self.shape[0], self.chunk_items)
         if len(self.lengths) != want:
             raise ValueError(f"{len(self.lengths)} chunks written, the shape needs {want}")
-        index = archive._varint(len(self.lengths)) + b"".join(archive._varint(n) for n in self.lengths)
+        index = varint(len(self.lengths)) + b"".join(varint(n) for n in self.lengths)
         index += (self.data_crc & 0xFFFFFFFF).to_bytes(4, "little")
         self._write(index + len(index).to_bytes(4, "little") + zlib.crc32(index).to_bytes(4, "little")
                     + FOOTER_MAGIC)
@@ -171,13 +172,13 @@ def read_index(f) -> ChunkedHeader:
     """Parse a chunked archive's prologue and index from the seekable binary file ``f`` (reads only those)."""
     size = _size(f)
     head = read_at(f, 0, min(size, 6))
-    archive._check_magic_and_version(head)
+    archive.check_magic_and_version(head)
     if not is_chunked(head):
         raise ArchiveError("this is a single-chunk archive, not a chunked one")
     if size < 6 + FOOTER_BYTES + 8:
         raise ArchiveError("the archive is truncated (shorter than any chunked archive); get a complete copy")
     pro = read_at(f, 0, min(size - FOOTER_BYTES, MAX_EXTRA_BYTES + 512))
-    r = archive._Reader(pro, 6)
+    r = Reader(pro, 6)
     dtype, shape = archive.read_dtype_and_shape(r)
     n_extra = r.varint("extra field length")
     if n_extra > MAX_EXTRA_BYTES:
@@ -205,7 +206,7 @@ def read_index(f) -> ChunkedHeader:
                            "than bbans codes in one chunk; the archive is corrupt") from None
     if n_items < 1:
         raise ArchiveError("the chunked archive claims no items; the archive is corrupt")
-    ir = archive._Reader(index)
+    ir = Reader(index)
     n_chunks = ir.varint("chunk count")
     if n_chunks != n_chunks_for(n_items, chunk_items) or n_chunks > n_index:
         raise ArchiveError(f"the archive's index lists {n_chunks} chunks where {n_items} items in chunks of "

@@ -1,15 +1,24 @@
-"""Coding chunked archives (bbans/chunked.py) chunk by chunk, in this process or across worker processes.
+"""The one streaming pipeline that writes and reads bbans archives; a single archive is its one-chunk case.
 
-Every chunk is coded on its own (``api.compress_with_report`` on its items, with its own method choice), so the
-archive's bytes are the same for any number of processes. Workers are started with the ``spawn`` method, limited
-to one math-library thread each (OMP/MKL/OpenBLAS variables set before any model package is imported), load each
-model once (providers cache loaded models) and read their items from the source themselves (``FileSource``
-memory-maps just that chunk). At most ``2 * jobs`` chunks are in flight, so memory is bounded by the chunk size.
+Encoding (``encode``): items come from a *source* (sources.py: an array, or a file read through a memory map one
+chunk at a time) and archive bytes go to a *sink* (sinks.py). Inputs of at most ``chunk_items`` items become one
+single archive (archive.py); larger ones a multi-chunk archive (chunked.py): independent single archives, each
+with its own method choice (choice.py), seed and checksums, streamed in order, then an index. So the bytes are the
+same for any number of worker processes (``jobs``), and memory is bounded by the chunk size (at most ``2 * jobs``
+chunks in flight).
 
-Sizes in bytes, rates in bits; ``elbo_bits`` is the model's -ELBO summed over items, in bits.
+Decoding (``ArchiveReader``): reads the archive's header or index once, then yields the items of any range
+[i, j), decoding only the chunks that hold them, in this process or in ``jobs`` workers.
+
+Workers are started with the ``spawn`` method, limited to one math-library thread each (OMP/MKL/OpenBLAS variables
+set before any model package is imported), load each model once by reference (an installed model's name or a
+weights path) and read their chunk from the source themselves.
+
+Sizes in bytes, rates in bits; ``elbo_bits`` / ``iwae_bits`` are the model's bounds summed over items, in bits.
 """
 from __future__ import annotations
 
+import io
 import os
 import time
 import zlib
@@ -19,39 +28,40 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import archive
-
-from . import chunked
-from ..errors import ArchiveError, BBANSError, InputError
+from ..bitsback import chain
+from ..bitsback.protocol import LatentModel
+from ..errors import ArchiveError, BBANSError, InputError, ModelError
+from . import archive, chunked, classic, registry
+from .choice import CodedChunk, check_options, data_crc32, encode_chunk
 from .sources import ArraySource
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _models: dict = {}  # per process: model reference -> loaded model
 
 
-@dataclass
-class ChunkResult:
-    k: int
-    blob: bytes
-    method: str
-    reason: str
-    model_name: str | None
-    elbo_bits: float | None  # the chunk's -ELBO under the model that fits it, summed over items (bits)
+# ---------------------------------------------------------------------------------------------------- the report
 
 
 @dataclass
-class ChunkedReport:
-    """What ``compress_to`` did: per-method chunk counts, sizes in bytes, the summed -ELBO in bits (or None)."""
+class Report:
+    """What ``encode`` did, for one archive of one or many chunks."""
 
     n_items: int
     raw_bytes: int
-    archive_bytes: int
-    chunk_items: int
-    n_chunks: int
-    methods: Counter = field(default_factory=Counter)
+    archive_bytes: int = 0
+    chunk_items: int = 0
+    n_chunks: int = 1
+    methods: Counter = field(default_factory=Counter)  # method -> chunks coded with it
     reasons: list = field(default_factory=list)  # distinct reasons, in order of first appearance
-    model_name: str | None = None
+    model_name: str | None = None  # the model that coded (some of) the data
+    model_sha256: str | None = None
+    fitting_model: str | None = None  # the model that fits the data, whether or not it won
+    payload_bits: int = 0
+    initial_bits: int = 0  # summed over chunks (bits-back only)
+    schedule: list = field(default_factory=list)  # (items, particles, repeat) runs of a single bits-back archive
+    particles: int = 1
     elbo_bits: float | None = None
+    iwae_bits: float | None = None
     seconds: float = 0.0
 
     @property
@@ -65,54 +75,67 @@ class ChunkedReport:
     def reason(self) -> str:
         return "; ".join(self.reasons)
 
+    @property
+    def bits_per_dim(self) -> float:
+        """Whole-archive rate in bits per data value (per pixel)."""
+        return 8.0 * self.archive_bytes / self.raw_bytes if self.raw_bytes else float("nan")
 
-def _init_worker() -> None:
-    for v in _THREAD_VARS:
-        os.environ[v] = "1"
+    def add(self, c: CodedChunk) -> None:
+        """Account for one coded chunk (in order)."""
+        self.methods[c.method] += 1
+        if c.reason not in self.reasons:
+            self.reasons.append(c.reason)
+        self.model_name = self.model_name or c.model_name
+        self.model_sha256 = self.model_sha256 or c.model_sha256
+        self.fitting_model = self.fitting_model or c.fitting_model
+        self.payload_bits += c.payload_bits
+        self.initial_bits += c.initial_bits
+        self.schedule = c.schedule if self.n_chunks == 1 else []
+        for name in ("elbo_bits", "iwae_bits"):
+            mine, theirs = getattr(self, name), getattr(c, name)
+            first = sum(self.methods.values()) == 1
+            setattr(self, name, theirs if first else (None if mine is None or theirs is None else mine + theirs))
 
 
-def _load(model_ref):
+# ---------------------------------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How ``encode`` codes: ``method`` (choice.METHODS), ``model_ref`` (an installed model's name or a weights
+    path, which worker processes load; None: the given model object, else the installed model that fits each
+    chunk), items per model call (``batch_size``), ``particles`` per item, items per chunk (``chunk_items``,
+    None: ``chunked.default_chunk_items``), worker processes (``jobs``), whether to measure the model's -ELBO
+    (``want_elbo``), and opaque bytes stored in the archive (``extra``: e.g. the CLI's container info)."""
+
+    method: str = "auto"
+    model_ref: str | None = None
+    batch_size: int = 100
+    particles: int = 1
+    chunk_items: int | None = None
+    jobs: int = 1
+    want_elbo: bool = False
+    extra: bytes = b""
+
+
+@dataclass(frozen=True)
+class FileBytes:
+    """The input file's own bytes as items (a source of shape (size,)) with their container info: in "auto", a
+    one-chunk archive of them replaces the archive of the decoded data when smaller (e.g. a PNG whose pixels code
+    larger than the PNG file itself)."""
+
+    source: object
+    extra: bytes
+    kind: str  # what the decoded data came from, e.g. "png"
+
+
+def load_model_ref(model_ref: str | None):
+    """The model a reference names, loaded once per process (None for None)."""
     if model_ref is None:
         return None
     if model_ref not in _models:
-        from .registry import load_model
-
-        _models[model_ref] = load_model(model_ref)
+        _models[model_ref] = registry.load_model(model_ref)
     return _models[model_ref]
-
-
-def _elbo_bits(model, data: np.ndarray) -> float | None:
-    fn = getattr(model, "neg_elbo_bits", None)
-    if model is None or fn is None or not len(data):
-        return None
-    return float(sum(np.asarray(fn(data[i:i + 500]), np.float64).sum() for i in range(0, len(data), 500)))
-
-
-def _encode_chunk(k, data, model, model_ref, method, batch_size, want_elbo, options, progress=None) -> ChunkResult:
-    from .. import api
-    from . import registry
-    from ..bitsback.protocol import model_fits
-
-    if model is None and model_ref is not None:
-        model = _load(model_ref)
-    blob, rep = api.compress_with_report(data, model, batch_size=batch_size, method=method, progress=progress,
-                                         **options)
-    elbo = None
-    if want_elbo and method not in ("deflate", "lzma", "bz2", "stored"):
-        used = model
-        if used is None:
-            try:
-                used = registry.default_model_for(data)
-            except BBANSError:
-                used = None
-        if used is not None and model_fits(used, data):
-            elbo = _elbo_bits(used, data)
-    return ChunkResult(k, blob, rep.method, rep.reason, rep.model_name, elbo)
-
-
-def _encode_task(task) -> ChunkResult:
-    source, k, i, j, model_ref, method, batch_size, want_elbo, options = task
-    return _encode_chunk(k, source.read(i, j), None, model_ref, method, batch_size, want_elbo, options)
 
 
 def _check_jobs(jobs, model, model_ref) -> int:
@@ -122,6 +145,23 @@ def _check_jobs(jobs, model, model_ref) -> int:
         raise InputError("coding with several processes needs the model by name or path (model_ref), "
                          "since each worker loads its own copy")
     return int(jobs)
+
+
+def _chunk_items(shape: tuple, chunk_items: int | None) -> int:
+    item_bytes = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    c = int(chunk_items) if chunk_items else chunked.default_chunk_items(item_bytes)
+    if c < 1 or c * max(item_bytes, 1) > chunked.MAX_CHUNK_ELEMENTS:
+        raise InputError(f"chunks of {c} items of {item_bytes} bytes are too big (at most "
+                         f"{chunked.MAX_CHUNK_ELEMENTS:,} bytes per chunk); use fewer items per chunk")
+    return c
+
+
+# ---------------------------------------------------------------------------------------------------- workers
+
+
+def _init_worker() -> None:
+    for v in _THREAD_VARS:
+        os.environ[v] = "1"
 
 
 @contextmanager
@@ -152,164 +192,247 @@ def _ordered(pool, fn, tasks, window: int):
         if len(pending) >= window:
             break
     while pending:
-        fut = pending.pop(0)
-        res = fut.result()
+        res = pending.pop(0).result()
         nxt = next(tasks, None)
         if nxt is not None:
             pending.append(pool.submit(fn, nxt))
         yield res
 
 
-def compress_to(f, source, *, model=None, model_ref: str | None = None, method: str = "auto",
-                chunk_items: int | None = None, batch_size: int = 100, extra: bytes = b"", jobs: int = 1,
-                want_elbo: bool = False, progress=None, coder_options: dict | None = None) -> ChunkedReport:
-    """Write a chunked archive of ``source``'s items (bbans/itemsource.py) to the binary file ``f``.
+def _encode_task(task) -> CodedChunk:
+    source, i, j, model_ref, options = task
+    return encode_chunk(source.read(i, j), load_model_ref(model_ref), method=options.method,
+                        batch_size=options.batch_size, particles=options.particles, want_elbo=options.want_elbo)
 
-    ``model``: a model object (jobs=1 only) or None; ``model_ref``: an installed model's name or a weights path
-    that every worker loads; neither: the installed model that fits each chunk, else a classical codec (method
-    "auto"). ``chunk_items``: items per chunk (default ``chunked.default_chunk_items``). ``progress(done, total)``.
-    ``coder_options``: further keywords for ``api.compress_with_report`` (e.g. particles).
+
+# ---------------------------------------------------------------------------------------------------- encoding
+
+
+def encode(source, sink, options: EncodeOptions = EncodeOptions(), *, model: LatentModel | None = None,
+           file_bytes: FileBytes | None = None, progress=None, eval_progress=None) -> Report:
+    """Write the archive of ``source``'s items (uint8 (N, *item_shape)) to ``sink``; returns what was done.
+
+    ``model``: a model object (one process only), or None for ``options.model_ref`` / the installed model that
+    fits each chunk. ``progress(done_items, total_items)`` while coding; ``eval_progress`` while measuring the
+    -ELBO of a one-chunk input (``options.want_elbo``).
     """
-    options = dict(coder_options or {})
     t0 = time.perf_counter()
+    check_options(options.method, options.batch_size, options.particles)
     shape = tuple(int(d) for d in source.shape)
     n = shape[0]
-    item_bytes = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
-    c = int(chunk_items) if chunk_items else chunked.default_chunk_items(item_bytes)
-    if c < 1 or c * max(item_bytes, 1) > chunked.MAX_CHUNK_ELEMENTS:
-        raise InputError(f"chunks of {c} items of {item_bytes} bytes are too big (at most "
-                         f"{chunked.MAX_CHUNK_ELEMENTS:,} bytes per chunk); use fewer items per chunk")
-    if n < 1:
-        raise InputError("a chunked archive needs at least one item")
-    jobs = _check_jobs(jobs, model, model_ref)
-    writer = chunked.ChunkedWriter(f, shape, extra, c)
-    rep = ChunkedReport(n, n * item_bytes, 0, c, chunked.n_chunks_for(n, c))
-    elbo_total = 0.0
+    c = _chunk_items(shape, options.chunk_items)
+    jobs = _check_jobs(options.jobs, model, options.model_ref)
+    model = model if model is not None else load_model_ref(options.model_ref)
+    raw_bytes = int(np.prod(shape, dtype=np.int64))
+    report = Report(n, raw_bytes, chunk_items=c, n_chunks=chunked.n_chunks_for(n, c) if n > c else 1,
+                    particles=options.particles)
+    if n <= c:
+        _encode_one_chunk(source, sink, options, model, file_bytes, progress, eval_progress, report)
+    else:
+        _encode_chunks(source, sink, options, model, jobs, progress, report)
+    report.seconds = time.perf_counter() - t0
+    return report
 
-    def take(res: ChunkResult, data) -> None:
-        nonlocal elbo_total
-        writer.add(res.blob, data)
-        rep.methods[res.method] += 1
-        if res.reason not in rep.reasons:
-            rep.reasons.append(res.reason)
-        rep.model_name = rep.model_name or res.model_name
-        if res.elbo_bits is None:
-            elbo_total = float("nan")
-        else:
-            elbo_total += res.elbo_bits
 
-    spans = [(k, k * c, min(n, (k + 1) * c)) for k in range(rep.n_chunks)]
+def _encode_one_chunk(source, sink, options, model, file_bytes, progress, eval_progress, report) -> None:
+    data = source.read(0, report.n_items)
+    coded = encode_chunk(data, model, method=options.method, batch_size=options.batch_size,
+                         particles=options.particles, extra=options.extra, want_elbo=options.want_elbo,
+                         progress=progress, eval_progress=eval_progress)
+    if file_bytes is not None and options.method == "auto" and len(coded.blob) > file_bytes.source.shape[0]:
+        size = file_bytes.source.shape[0]
+        alt = encode_chunk(file_bytes.source.read(0, size), None, method="auto", extra=file_bytes.extra)
+        if len(alt.blob) < len(coded.blob):
+            alt.reason = (f"the {file_bytes.kind} file's own {size:,} bytes code smaller ({len(alt.blob):,} bytes) "
+                          f"than its decoded data ({coded.method}, {len(coded.blob):,} bytes); {alt.method} of the "
+                          "file's bytes, restored byte for byte")
+            alt.fitting_model, alt.elbo_bits, alt.iwae_bits = coded.fitting_model, coded.elbo_bits, coded.iwae_bits
+            coded = alt
+    sink.write(coded.blob)
+    report.archive_bytes = len(coded.blob)
+    report.add(coded)
+
+
+def _encode_chunks(source, sink, options, model, jobs, progress, report) -> None:
+    n, c = report.n_items, report.chunk_items
+    writer = chunked.ChunkedWriter(sink, source.shape, options.extra, c)
+    spans = [(k * c, min(n, (k + 1) * c)) for k in range(report.n_chunks)]
+
+    def take(coded: CodedChunk, data, j: int) -> None:
+        writer.add(coded.blob, data)
+        report.add(coded)
+        if progress is not None:
+            progress(j, n)
+
+    chunk_options = EncodeOptions(options.method, options.model_ref, options.batch_size, options.particles,
+                                  want_elbo=options.want_elbo)
     if jobs == 1:
-        for k, i, j in spans:
+        for i, j in spans:
             data = source.read(i, j)
             inner = None if progress is None else (lambda d, t, i=i: progress(i + d, n))
-            take(_encode_chunk(k, data, model, model_ref, method, batch_size, want_elbo, options, inner), data)
-            if progress is not None:
-                progress(j, n)
+            take(encode_chunk(data, model, method=options.method, batch_size=options.batch_size,
+                              particles=options.particles, want_elbo=options.want_elbo, progress=inner), data, j)
     else:
-        def task(k, i, j):  # workers read file regions themselves; in-memory items travel as just the chunk
+        def task(i, j):  # workers read file regions themselves; in-memory items travel as just the chunk
             if hasattr(source, "path"):
-                return source, k, i, j, model_ref, method, batch_size, want_elbo, options
-            return ArraySource(source.read(i, j)), k, 0, j - i, model_ref, method, batch_size, want_elbo, options
+                return source, i, j, options.model_ref, chunk_options
+            return ArraySource(source.read(i, j)), 0, j - i, options.model_ref, chunk_options
 
-        tasks = (task(k, i, j) for k, i, j in spans)
         with _pool(jobs) as pool:
-            for (k, i, j), res in zip(spans, _ordered(pool, _encode_task, tasks, 2 * jobs)):
-                take(res, source.read(i, j))  # the parent re-reads the chunk for the whole-data CRC
-                if progress is not None:
-                    progress(j, n)
-    rep.archive_bytes = writer.finish()
-    rep.elbo_bits = elbo_total if want_elbo and elbo_total == elbo_total else None
-    rep.seconds = time.perf_counter() - t0
-    return rep
+            for (i, j), coded in zip(spans, _ordered(pool, _encode_task, (task(i, j) for i, j in spans), 2 * jobs)):
+                take(coded, source.read(i, j), j)  # the parent re-reads the chunk for the whole-data CRC
+    report.archive_bytes = writer.finish()
 
 
 # ---------------------------------------------------------------------------------------------------- decoding
 
 
-def _decode_blob(blob: bytes, model, model_ref) -> np.ndarray:
-    from .. import api
+def _check_model(model: LatentModel, h: archive.ArchiveHeader) -> None:
+    """ModelError unless ``model`` is the one the archive was made with (sha256 and coder settings)."""
+    if str(model.sha256).lower() != h.model_sha256:
+        raise ModelError(
+            f"the archive was made with model {h.model_name!r} (sha256 {h.model_sha256[:12]}…), but the model given "
+            f"is {model.name!r} (sha256 {str(model.sha256)[:12]}…); pass the matching model or install it")
+    if archive.settings_json(dict(model.coder_settings)) != archive.settings_json(h.coder_settings):
+        raise ModelError(
+            f"the archive was coded with settings {h.coder_settings} but model {model.name!r} uses "
+            f"{dict(model.coder_settings)}; use the bbans version and model build that made the archive")
+    if tuple(model.data_shape) != tuple(h.shape[1:]):
+        raise ArchiveError(f"the archive holds items of shape {tuple(h.shape[1:])} but its model codes "
+                           f"{tuple(model.data_shape)}; the archive is corrupt")
 
-    if model is None and model_ref is not None:
-        model = _load(model_ref)
-    return api.decompress(blob, model)
+
+def _decode_payload(h: archive.ArchiveHeader, payload, model, progress) -> np.ndarray:
+    if h.n_elements > chunked.MAX_CHUNK_ELEMENTS:  # bbans writes bigger data as multi-chunk archives
+        raise ArchiveError(f"the archive claims {h.n_elements:,} values in one piece, more than bbans codes without "
+                           f"chunks ({chunked.MAX_CHUNK_ELEMENTS:,}); the archive is corrupt")
+    if h.method not in archive.BITS_BACK_METHODS:
+        raw = classic.decompress(h.method, payload, h.n_elements)
+        if progress is not None:
+            progress(h.n_items, h.n_items)
+        return np.frombuffer(raw, np.uint8).reshape(h.shape).copy()
+    if model is None:
+        model = registry.find_model(h.model_name, h.model_sha256)
+    _check_model(model, h)
+    enc = chain.Encoded(payload, h.seed_words, h.prefix_words, h.schedule, h.particles)
+    return chain.decode(model, enc, h.n_items, progress)
+
+
+def decode_chunk(blob: bytes, model: LatentModel | None = None, progress=None) -> np.ndarray:
+    """Decode one single archive into its uint8 array (the model found by name + sha256 when not given).
+
+    ArchiveError for any damage (the archive's CRC, the decoder's seed check, the data CRC), ModelError when the
+    archive's model is missing or differs from the one given."""
+    h, payload = archive.unpack(blob)
+    try:
+        data = _decode_payload(h, payload, model, progress)
+    except (ArchiveError, ModelError):
+        raise
+    except MemoryError:
+        raise ArchiveError(f"the archive's data {h.shape} does not fit in memory here") from None
+    except BBANSError as exc:
+        raise ArchiveError(f"decoding failed ({exc}); the archive is corrupt") from None
+    except BaseException as exc:  # includes constriction's PanicException
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+            raise
+        raise ArchiveError(
+            f"decoding failed ({type(exc).__name__}: {exc}); the archive is corrupt or its model misbehaves") from None
+    if data_crc32(data) != h.data_crc32:
+        raise ArchiveError("the decoded data fails its checksum; the archive is corrupt or the model computes "
+                           "differently on this machine (docs/design.md, 'Determinism')")
+    return data
 
 
 def _decode_task(task) -> np.ndarray:
     path, h, k, model_ref = task
     with open(path, "rb") as f:
         blob = chunked.chunk_blob(f, h, k)
-    return _decode_blob(blob, None, model_ref)
+    return decode_chunk(blob, load_model_ref(model_ref))
 
 
-def decompress_iter(f, h: chunked.ChunkedHeader, i: int = 0, j: int | None = None, *, model=None,
-                    model_ref: str | None = None, jobs: int = 1, path: str | None = None, progress=None):
-    """Yield the items [i, j) of the chunked archive in ``f`` (header ``h`` from ``chunked.read_index``) as uint8
-    arrays, chunk by chunk, decoding only the chunks that overlap the range.
+class ArchiveReader:
+    """An archive (single or multi-chunk) in the seekable binary file ``f``: its header (``header``: an
+    ``archive.ArchiveHeader`` or a ``chunked.ChunkedHeader``) is read once, at opening; ``items`` decodes any
+    range of items. ``path`` (the file's name) lets ``jobs`` > 1 workers open it themselves."""
 
-    When the range is the whole archive, the whole-data CRC is checked after the last chunk (ArchiveError on a
-    mismatch, so a caller that streams to a temporary file can discard it). ``jobs`` > 1 needs ``path`` (workers
-    open the file themselves). ``progress(done_items, total_items)``.
-    """
-    n = h.n_items
-    j = n if j is None else j
-    if not 0 <= i <= j <= n:
-        raise InputError(f"item range {i}:{j} is outside the archive's {n} items (0:{n})")
-    jobs = _check_jobs(jobs, model, model_ref)
-    ks = list(h.chunks_for(i, j))
-    whole = i == 0 and j == n
-    crc, done = 0, 0
-    if jobs > 1 and path is None:
-        raise InputError("decoding with several processes needs the archive's file path")
+    def __init__(self, f, path: str | None = None):
+        self.f, self.path = f, path
+        f.seek(0)
+        self.chunked = chunked.is_chunked(f.read(6))
+        f.seek(0)
+        if self.chunked:
+            self.header = chunked.read_index(f)
+            self._blob = None
+        else:
+            self._blob = f.read()
+            self.header = archive.read_header(self._blob)
 
-    def emit(k, data):
-        nonlocal crc, done
-        a, b = h.span(k)
-        if data.shape != (b - a, *h.shape[1:]):
-            raise ArchiveError(f"chunk {k} decodes to shape {data.shape}, not {(b - a, *h.shape[1:])}; corrupt")
-        if whole:
-            crc = zlib.crc32(memoryview(np.ascontiguousarray(data)).cast("B"), crc) if data.size else crc
-        done += min(b, j) - max(a, i)
-        if progress is not None:
-            progress(done, j - i)
-        return data[max(a, i) - a: min(b, j) - a]
+    @property
+    def n_items(self) -> int:
+        return self.header.n_items
 
-    def finish_check():
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.header.shape)
+
+    @property
+    def extra(self) -> bytes:
+        return bytes(self.header.extra or b"")
+
+    @property
+    def n_chunks(self) -> int:
+        return self.header.n_chunks if self.chunked else 1
+
+    def chunks_for(self, i: int, j: int) -> int:
+        """How many chunks hold items [i, j) (what decoding that range costs)."""
+        return len(self.header.chunks_for(i, j)) if self.chunked else 1
+
+    def items(self, i: int = 0, j: int | None = None, *, model: LatentModel | None = None,
+              model_ref: str | None = None, jobs: int = 1, progress=None):
+        """Yield the items [i, j) as uint8 arrays, chunk by chunk, decoding only the chunks that overlap the range.
+        When the range is the whole archive, the whole-data CRC is checked after the last chunk (ArchiveError on
+        a mismatch, so a caller that streams to a temporary file can discard it). ``progress(done, total)``."""
+        n = self.n_items
+        j = n if j is None else j
+        if not 0 <= i <= j <= n:
+            raise InputError(f"item range {i}:{j} is outside the archive's {n} items (0:{n})")
+        jobs = _check_jobs(jobs, model, model_ref)
+        model = model if model is not None else load_model_ref(model_ref)
+        if not self.chunked:
+            yield decode_chunk(self._blob, model, progress)[i:j]
+            return
+        h, crc, done, whole = self.header, 0, 0, (i == 0 and j == n)
+        ks = list(h.chunks_for(i, j))
+        if jobs > 1 and self.path is None:
+            raise InputError("decoding with several processes needs the archive's file path")
+
+        def emit(k, data):
+            nonlocal crc, done
+            a, b = h.span(k)
+            if data.shape != (b - a, *h.shape[1:]):
+                raise ArchiveError(f"chunk {k} decodes to shape {data.shape}, not {(b - a, *h.shape[1:])}; corrupt")
+            if whole:
+                crc = zlib.crc32(memoryview(np.ascontiguousarray(data)).cast("B"), crc) if data.size else crc
+            done += min(b, j) - max(a, i)
+            if progress is not None:
+                progress(done, j - i)
+            return data[max(a, i) - a:min(b, j) - a]
+
+        if jobs == 1:
+            for k in ks:
+                yield emit(k, decode_chunk(chunked.chunk_blob(self.f, h, k), model))
+        else:
+            tasks = ((self.path, h, k, model_ref) for k in ks)
+            with _pool(jobs) as pool:
+                for k, data in zip(ks, _ordered(pool, _decode_task, tasks, 2 * jobs)):
+                    yield emit(k, data)
         if whole and crc != h.data_crc32:
             raise ArchiveError("the decoded data fails the archive's whole-data checksum; the archive is corrupt "
-                               "or the model computes differently on this machine (see DESIGN.md §4)")
-
-    if jobs == 1:
-        for k in ks:
-            yield emit(k, _decode_blob(chunked.chunk_blob(f, h, k), model, model_ref))
-    else:
-        with _pool(jobs) as pool:
-            for k, data in zip(ks, _ordered(pool, _decode_task, ((path, h, k, model_ref) for k in ks), 2 * jobs)):
-                yield emit(k, data)
-    finish_check()
+                               "or the model computes differently on this machine (docs/design.md, 'Determinism')")
 
 
-def decompress_bytes(blob: bytes, model=None) -> np.ndarray:
-    """Decode a whole chunked archive held in memory into one array (checks every CRC)."""
-    import io
-
-    f = io.BytesIO(bytes(blob))
-    h = chunked.read_index(f)
-    parts = list(decompress_iter(f, h, model=model))
-    return np.concatenate(parts) if parts else np.zeros((0, *h.shape[1:]), np.uint8)
-
-
-def compress_bytes(data: np.ndarray, model=None, **kw) -> tuple[bytes, ChunkedReport]:
-    """A chunked archive of ``data`` (uint8 (N, *item_shape)) in memory; keywords as ``compress_to``."""
-    import io
-
-    f = io.BytesIO()
-    rep = compress_to(f, ArraySource(np.asarray(data)), model=model, **kw)
-    return f.getvalue(), rep
-
-
-def single_or_chunked_header(blob: bytes):
-    """The header of an archive in memory, single (ArchiveHeader) or chunked (ChunkedHeader)."""
-    if chunked.is_chunked(blob[:6]):
-        return chunked.read_header_bytes(blob)
-    return archive.read_header(blob)
+def decode_all(blob: bytes, model: LatentModel | None = None, progress=None) -> np.ndarray:
+    """Decode a whole archive (single or multi-chunk) held in memory into one array (checks every CRC)."""
+    reader = ArchiveReader(io.BytesIO(bytes(blob)))
+    parts = list(reader.items(model=model, progress=progress))
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]

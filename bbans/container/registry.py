@@ -20,6 +20,7 @@ from ..errors import ModelError
 from ..bitsback.protocol import model_fits
 
 GROUP = "bbans.models"
+WEIGHTS_SUFFIXES = (".safetensors", ".st", ".bin", ".pt")  # what a path to a weights file ends with
 
 
 def _entry_points():
@@ -56,6 +57,24 @@ def _installed_text(listing, problems) -> str:
     return f"installed models: {names}{extra}"
 
 
+def describe(model) -> str:
+    """'name (items 28 x 28, values 0..255)' for a model object or a listing's info dict."""
+    get = model.get if isinstance(model, dict) else (lambda k, d=None: getattr(model, k, d))
+    shape = " x ".join(str(int(d)) for d in (get("data_shape") or ()))
+    lo, hi = get("value_range") or ("?", "?")
+    return f"{get('name', '?')} (items of shape {shape}, values {lo}..{hi})"
+
+
+def installed_text() -> str:
+    """A sentence listing the installed models with their item shapes and value ranges (for error messages)."""
+    listing, problems = _listing()
+    if not listing:
+        text = "no models are installed (train one with 'bbans train')"
+    else:
+        text = "installed models:\n" + "\n".join(f"  {describe(info)}" for _, info in listing)
+    return text + "".join(f"\n  ({p})" for p in problems)
+
+
 def list_models() -> list[dict]:
     """Info dicts of every installed model (each with an added ``provider`` key: the entry point's name)."""
     return [info for _, info in _listing()[0]]
@@ -68,6 +87,12 @@ def load_model(name_or_path: str):
     a regular file and no model has that name.
     """
     listing, problems = _listing()
+    looks_like_path = os.sep in name_or_path or "/" in name_or_path or name_or_path.endswith(WEIGHTS_SUFFIXES)
+    if not any(info["name"] == name_or_path for _, info in listing) and looks_like_path:
+        if not os.path.exists(name_or_path):
+            raise ModelError(f"{name_or_path}: no such file (give an installed model's name or a weights file)")
+        if os.path.isdir(name_or_path):
+            raise ModelError(f"{name_or_path}: is a directory, not a weights file")
     if any(info["name"] == name_or_path for _, info in listing):
         for prov, info in listing:
             if info["name"] == name_or_path:

@@ -1,12 +1,13 @@
-"""The seed's three 2-D toy distributions (Sec. 6) with exact samplers, exact densities and their entropies.
+"""The three 2-D toy distributions of R. Yu, "A Tutorial on VAEs: From Bayes' Rule to Lossless Compression"
+(arXiv:2006.10273, 2020), Sec. 6, with exact samplers, exact densities and their entropies.
 
 Scaling: the usual generators of these sets (8 Gaussians, Checkerboard, 2 Spirals, as in the flow literature)
 live in the box [-4, 4]^2; here their coordinates are divided by 8 (8 Gaussians, Checkerboard) and by 8.44
 (2 Spirals), so the data live in about [-0.5, 0.5]^2. In bits (log base 2) the entropies are then -1.915 (8
-Gaussians), exactly -1 (Checkerboard) and -2.34 (2 Spirals) per data point, the seed's entropy column (-1.92, -1,
--2.34): the checkerboard's exact -1 pins down base 2 and the unit box; the same /8 puts the 8 Gaussians within
-0.005 of the seed; the spirals' divisor 8.44 (not 8, which gives -2.186) was chosen to match the seed's -2.34, since
-the seed's spiral generator is not known. See ``entropy_bits``.
+Gaussians), exactly -1 (Checkerboard) and -2.34 (2 Spirals) per data point, the tutorial's entropy column (-1.92,
+-1, -2.34; it states no units): the checkerboard's exact -1 pins down base 2 and the unit box; the same /8 puts the
+8 Gaussians within 0.005 of the tutorial; the spirals' divisor 8.44 (not 8, which gives -2.186) was chosen to match
+its -2.34, since its spiral generator is not known. See ``entropy_bits``.
 
 Shapes: samples and query points are float64 arrays (N, 2); densities are per point, (N,), in 1/area units of the
 scaled data; ``log_density`` is in nats. All three distributions are plain numpy (no torch).

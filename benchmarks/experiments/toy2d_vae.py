@@ -1,7 +1,9 @@
-"""MLP VAEs with 2 latent dimensions for 2-D continuous data (the seed's Sec. 6), their objectives and estimators.
+"""MLP VAEs with 2 latent dimensions for 2-D continuous data, their objectives and estimators: the models of
+R. Yu, "A Tutorial on VAEs: From Bayes' Rule to Lossless Compression" (arXiv:2006.10273, 2020), Sec. 6.
 
 Model: prior p(z) = N(0, I_2); posterior q(z|x) = N(mu(x), diag sigma(x)^2); likelihood p(x|z) = N(m(z),
-diag s(z)^2), a Gaussian whose variance is *learned* (a decoder output), never a fixed-variance MSE (seed Sec. 5.1).
+diag s(z)^2), a Gaussian whose variance is *learned* (a decoder output), never a fixed-variance MSE (the tutorial's
+Sec. 5.1; ``experiments.mse`` measures what that costs on MNIST).
 Encoder and decoder: MLPs with ReLU.
 
 One ``MLPVAE`` holds E independent members (an ensemble axis, so the three data sets train in one loop with E
@@ -14,7 +16,8 @@ Objectives (per data point, to minimize):
   - -ELBO: -log p(x|z) + KL(q(z|x) || p(z)), one posterior sample z, analytic KL;
   - IWAE-k loss: -log (1/k) sum_i w_i, w_i = p(x, z_i) / q(z_i|x), z_i ~ q(z|x) (for k = 1 the single-sample
     ELBO with a sampled KL, equal in expectation to the -ELBO above);
-  - NLL estimate (seed Eq. 15): the IWAE-k loss with k = 250 importance samples.
+  - NLL estimate: the IWAE-k loss with k = 250 importance samples (Burda et al., "Importance Weighted
+    Autoencoders", ICLR 2016).
 """
 from __future__ import annotations
 

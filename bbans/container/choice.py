@@ -1,0 +1,212 @@
+"""Method and model choice, made once per chunk: which model codes a chunk's items, and whether bits-back with it
+or a classical codec writes the smaller archive. Every chunk of every archive is coded by ``encode_chunk``.
+
+``method``:
+- ``"auto"``: bits-back with the given model, else the installed model that fits the items (the one with the
+  narrowest value range, ``registry.default_model_for``); the smallest classical archive when no model fits, the
+  model is unusable, or (for inputs of at most ``FALLBACK_PROBE_BYTES``, or when bits-back came out larger than the
+  raw data) when the classical archive is smaller. So an archive is never larger than the raw data plus a header.
+- ``"bits-back"``: always bits-back; an error when no model fits.
+- a classical method (``classic.METHODS``): that codec, no model.
+
+Sizes in bytes, rates in bits; ``elbo_bits`` / ``iwae_bits`` are the model's bounds summed over the chunk's items.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..bitsback import chain, importance
+from ..bitsback.bounds import plausible_item_count
+from ..bitsback.protocol import Evaluable, LatentModel, model_fits
+from ..errors import BBANSError, InputError, ModelError
+from . import archive, classic, registry
+
+METHODS = ("auto", "bits-back", *classic.METHODS)
+FALLBACK_PROBE_BYTES = 64 * 1024  # in "auto", classical codecs are tried too when the raw data is at most this big
+EVAL_BATCH = 500  # items per model call when computing -ELBO / IWAE bounds
+
+
+@dataclass
+class CodedChunk:
+    """One chunk's archive and what was decided for it."""
+
+    blob: bytes
+    method: str
+    reason: str
+    n_items: int
+    raw_bytes: int
+    payload_bits: int
+    model_name: str | None = None  # the model that coded the chunk (bits-back methods only)
+    model_sha256: str | None = None
+    initial_bits: int = 0  # seed bits consumed by the first pops and stored in the payload (bits-back only)
+    schedule: list = field(default_factory=list)  # (items, particles, repeat) runs (bits-back only)
+    fitting_model: str | None = None  # the model that fits the items, used or not
+    elbo_bits: float | None = None  # its -ELBO summed over the items, in bits (when asked for and known)
+    iwae_bits: float | None = None  # its IWAE-K bound summed over the items (K = particles > 1), in bits
+
+
+def data_crc32(data: np.ndarray) -> int:
+    """zlib.crc32 of the array's bytes in C order (0 for no bytes)."""
+    return zlib.crc32(memoryview(np.ascontiguousarray(data)).cast("B")) if data.size else 0
+
+
+def check_options(method: str, batch_size, particles) -> None:
+    """InputError for an unknown method, a batch size that is not a positive integer, particles outside
+    1..archive.MAX_PARTICLES, or particles with a classical method."""
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(particles, bool) or not isinstance(particles, (int, np.integer)) or not (
+            1 <= particles <= archive.MAX_PARTICLES):
+        raise InputError(f"particles must be an integer in 1..{archive.MAX_PARTICLES}, got {particles!r}")
+    if particles > 1 and method in classic.METHODS:
+        raise InputError(f"particles apply to bits-back coding, not to the classical method {method!r}")
+
+
+def _shape_text(shape) -> str:
+    return " x ".join(str(int(d)) for d in shape) or "scalar"
+
+
+def _values_text(data: np.ndarray) -> str:
+    return f"{int(data.min())}..{int(data.max())}" if data.size else "none"
+
+
+def misfit_message(model: LatentModel, data: np.ndarray) -> str:
+    """Why ``model`` cannot code ``data``, with the installed models to choose from."""
+    return (f"model {registry.describe(model)} does not fit the data (items of shape {_shape_text(data.shape[1:])}, values "
+            f"{_values_text(data)}); pick another model or a classical method; {registry.installed_text()}")
+
+
+def resolve_model(data: np.ndarray, model: LatentModel | None, method: str) -> tuple[LatentModel | None, str | None]:
+    """(the model to code ``data`` with, or None; why there is none). A given model must fit (ModelError
+    otherwise); without one, the installed model that fits. With ``method`` "bits-back" a missing model is a
+    ModelError naming the installed models; with "auto" the reason is returned for the report."""
+    if method in classic.METHODS:
+        return None, None
+    if model is not None:
+        if not model_fits(model, data):
+            raise ModelError(misfit_message(model, data))
+        return model, None
+    try:
+        found = registry.default_model_for(data)
+    except ModelError as exc:  # the fitting installed model failed to load (e.g. missing weights)
+        if method == "bits-back":
+            raise
+        return None, f"the installed model for this data failed to load ({exc})"
+    if found is None:
+        if method == "bits-back":
+            raise ModelError(f"no installed model fits this data (items {_shape_text(data.shape[1:])}, values "
+                             f"{_values_text(data)}); pass a model (bbans compress --model NAME|PATH) or use a "
+                             f"classical method (e.g. lzma); {registry.installed_text()}")
+        return None, f"no installed model fits items of shape {tuple(data.shape[1:])}"
+    return found, None
+
+
+def classic_archive(data: np.ndarray, method: str, extra: bytes) -> tuple[bytes, int]:
+    """(the archive of ``data`` coded with classical ``method``, its payload size in bits)."""
+    payload = classic.compress(method, data.tobytes())
+    h = archive.ArchiveHeader(method=method, shape=data.shape, data_crc32=data_crc32(data), extra=extra)
+    return archive.pack(h, payload), 8 * len(payload)
+
+
+def best_classic_archive(data: np.ndarray, extra: bytes) -> tuple[bytes, str, int]:
+    """The smallest classical archive of ``data``: (blob, method, payload bits); the first of METHODS on ties."""
+    best = None
+    for m in classic.METHODS:
+        blob, bits = classic_archive(data, m, extra)
+        if best is None or len(blob) < len(best[0]):
+            best = (blob, m, bits)
+    return best
+
+
+def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_size: int, particles: int,
+                      progress=None) -> tuple[bytes, chain.Encoded]:
+    """The bits-back archive of ``data`` under ``model`` (``particles`` > 1: Monte-Carlo bits-back). ModelError
+    when the model's identity is not final, it cannot weigh particles, or its archive would be implausible."""
+    sha = str(model.sha256).lower()
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ModelError(f"model {model.name!r} has no valid sha256 ({model.sha256!r}); its weights are not final")
+    try:
+        archive.settings_json(dict(model.coder_settings))
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model {model.name!r} has coder settings that are not plain JSON ({exc})") from None
+    if particles > 1:
+        try:
+            importance.check_model(model)
+        except BBANSError as exc:
+            raise ModelError(str(exc)) from None
+    enc = chain.encode(model, data, batch_size, progress, particles=particles)
+    if not plausible_item_count(len(data), enc.payload.size):  # the decoder would refuse this archive
+        raise ModelError(f"model {model.name!r} codes these {len(data)} items in under one bit each, which "
+                         "bbans decoders refuse as implausible; use a classical method")
+    h = archive.ArchiveHeader(
+        method="bits-back-is" if particles > 1 else "bits-back", particles=particles, shape=data.shape,
+        data_crc32=data_crc32(data), extra=extra, model_name=str(model.name), model_sha256=sha,
+        coder_settings=dict(model.coder_settings), schedule=enc.schedule, seed_words=enc.seed_words,
+        prefix_words=enc.prefix_words)
+    return archive.pack(h, enc.payload), enc
+
+
+def summed_bits(fn, data: np.ndarray, batch: int = EVAL_BATCH, progress=None) -> float:
+    """sum over items of ``fn(items)`` (float bits per item), ``batch`` items per call; ``progress(done, total)``."""
+    total = 0.0
+    for i in range(0, len(data), batch):
+        total += float(np.asarray(fn(data[i:i + batch]), np.float64).sum())
+        if progress is not None:
+            progress(min(i + batch, len(data)), len(data))
+    return total
+
+
+def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: str = "auto",
+                 batch_size: int = 100, particles: int = 1, extra: bytes = b"", want_elbo: bool = False,
+                 progress=None, eval_progress=None) -> CodedChunk:
+    """Code the items ``data`` (uint8 (N, *item_shape), C-contiguous) into one archive, choosing method and model
+    as the module docstring says. ``progress(done_items, total_items)`` while coding; with ``want_elbo`` the
+    fitting model's -ELBO (and IWAE-``particles`` bound) is measured too, reporting to ``eval_progress``."""
+    check_options(method, batch_size, particles)
+    n = len(data)
+    used, why_not = resolve_model(data, model, method)
+
+    def coded(blob, m, reason, bits, enc=None) -> CodedChunk:
+        out = CodedChunk(blob, m, reason, n, data.nbytes, bits,
+                         fitting_model=None if used is None else str(used.name))
+        if enc is not None:
+            out.model_name, out.model_sha256 = str(used.name), str(used.sha256).lower()
+            out.initial_bits, out.schedule = enc.initial_bits, enc.schedule
+        if progress is not None and m not in archive.BITS_BACK_METHODS:
+            progress(n, n)
+        if want_elbo and used is not None and n and isinstance(used, Evaluable):
+            out.elbo_bits = summed_bits(used.neg_elbo_bits, data, progress=eval_progress)
+            if m == "bits-back-is":
+                k = int(particles)
+                out.iwae_bits = summed_bits(lambda x: used.iwae_bits(x, k), data, max(1, min(EVAL_BATCH, 20_000 // k)),
+                                            eval_progress)
+        return out
+
+    if method in classic.METHODS:
+        blob, bits = classic_archive(data, method, extra)
+        return coded(blob, method, f"{method} was requested", bits)
+    if used is None:
+        blob, m, bits = best_classic_archive(data, extra)
+        return coded(blob, m, f"{why_not}; {m} was the smallest classical method", bits)
+    try:
+        blob, enc = bits_back_archive(data, used, extra, int(batch_size), int(particles), progress)
+    except ModelError as exc:
+        if model is not None or method == "bits-back":
+            raise
+        blob, m, bits = best_classic_archive(data, extra)  # an installed model we picked ourselves is unusable
+        return coded(blob, m, f"the installed model {used.name!r} is unusable ({exc}); used {m}", bits)
+    why = "bits-back was requested" if method == "bits-back" else f"model {used.name!r} fits the data"
+    if method == "auto" and (data.nbytes <= FALLBACK_PROBE_BYTES or len(blob) > data.nbytes):
+        fb, m, fb_bits = best_classic_archive(data, extra)
+        if len(fb) < len(blob):
+            reason = f"{m} ({len(fb)} bytes) is smaller than bits-back with {used.name!r} ({len(blob)} bytes)"
+            return coded(fb, m, reason, fb_bits)
+        why += f"; bits-back ({len(blob)} bytes) beat the best classical method, {m} ({len(fb)} bytes)"
+    if particles > 1:
+        why += f"; Monte-Carlo bits-back with up to {particles} particles per item"
+    return coded(blob, "bits-back-is" if particles > 1 else "bits-back", why, 32 * enc.payload.size, enc)
