@@ -1,3 +1,4 @@
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Input files <-> (uint8 array, container info) for the command line.
 
 The core compresses arrays; the CLI compresses *files*. This module turns a file into the array the core codes plus

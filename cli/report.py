@@ -68,7 +68,9 @@ def compress_report(inp, rep, out: str, jobs: int) -> Report:
     mapped = rep.n_chunks > 1 and hasattr(inp.source, "path")
     r.add("input", f"{inp.name}: {inp.description}; {fmt_bytes(inp.file_bytes)}"
           + (" (memory-mapped, read one chunk at a time)" if mapped else ""), inp.name)
-    r.add("data", f"{fmt_shape(inp.shape)} uint8", list(inp.shape), "shape")
+    values = f", values {rep.value_range[0]}..{rep.value_range[1]}" if rep.value_range else ""
+    r.add("data", f"{fmt_shape(inp.shape)} uint8{values}", list(inp.shape), "shape")
+    r.extend(value_range=rep.value_range)
     used = rep.method
     if rep.model_name is not None:
         r.add("model", f"{rep.model_name} (sha256 {short_sha(rep.model_sha256)})", rep.model_name)

@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """The bits-back chain (BB-ANS; Townsend et al., "Practical lossless compression with latent variables using bits
 back coding", ICLR 2019) over one constriction ``AnsCoder`` stack, for any ``LatentModel`` (protocol.py).
 

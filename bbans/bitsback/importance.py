@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Monte-Carlo bits-back with importance sampling (BB-IS; Ruan et al., ICML 2021), one batch at a time.
 
 Standard bits-back (chain.py) pays -log2 of w = p(x, z) / q(z|x) for one posterior sample z: the -ELBO on

@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Initial bits and the batch schedule of the bits-back chain (docs/design.md, "Initial bits and the schedule").
 
 The first posterior pop of a bits-back chain needs bits on the stack that nobody pushed. We seed the stack with a

@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """A codec for autoregressive likelihoods: p(x) = prod_t p(x_t | x_<t), positions t in raster (C) order.
 
 Items (B, *item_shape) are flattened to (B, P) and coded one position at a time for all B items together. A

@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Codecs: a push/pop pair over one constriction ``AnsCoder`` (a stack).
 
 A codec holds the parameters of one distribution over a whole batch of symbols. ``push(coder, symbols)`` puts the

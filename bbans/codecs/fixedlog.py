@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Integer-exact base-2 logarithms and powers in fixed point, identical on every machine.
 
 Monte-Carlo bits-back (``bbans/bitsback/importance.py``) weighs particles by their likelihoods. Encoder and

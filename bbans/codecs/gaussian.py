@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Integer-exact discretized Gaussians over latent bins, for posteriors q(z|x) and the N(0, I) prior.
 
 Latent symbols are bin indices i in [-H, H) (H = 8 * 2^b): bin i covers [(i - 1/2) 2^-b, (i + 1/2) 2^-b) in latent

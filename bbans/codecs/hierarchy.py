@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """A codec over several latent layers coded one after another, each under a distribution that depends on the
 layers coded before it: the building block of hierarchical bits-back (one codec for the whole posterior
 q(z_1..L | x), one for the whole prior p(z_1..L)).

@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Integer-exact discretized logistic mixtures over {0..255}, and Bernoulli from integer logits.
 
 A pixel's distribution is a mixture of K logistics (mean m, scale s) discretized to the bins [v - 0.5, v + 0.5];

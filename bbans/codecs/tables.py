@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Fixed integer lookup tables, computed with Python's ``decimal`` so they are identical on every machine.
 
 libm's ``exp`` may differ by an ulp between platforms; ``decimal`` arithmetic is exactly specified, so these tables

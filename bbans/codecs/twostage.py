@@ -1,4 +1,4 @@
-# BIT-EXACT: a change here alters coded bits; keep tests/test_golden.py passing or version the coder settings (docs/design.md).
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Two-stage integer-exact coding of symbols 0..n-1 (n a multiple of 16) under a mixture of discretized CDFs.
 
 A symbol s is coded as its coarse part ``s >> 4`` under an (n/16)-way categorical, then its fine part ``s & 15``

@@ -1,3 +1,4 @@
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """The bbans archive format: compact, little-endian, no pickle, parsed defensively.
 
 Layout (``varint`` = unsigned LEB128, at most 10 bytes)::
@@ -45,7 +46,7 @@ METHODS = {"stored": 0, "bits-back": 1, "deflate": 2, "lzma": 3, "bz2": 4, "bits
 BITS_BACK_METHODS = ("bits-back", "bits-back-is")  # methods whose payload is an ANS stack coded with a model
 MAX_PARTICLES = 4096
 _METHOD_NAMES = {v: k for k, v in METHODS.items()}
-CHUNKED_METHOD_ID = 6  # a multi-chunk archive (bbans/chunked.py): chunk archives + index, not one payload
+CHUNKED_METHOD_ID = 6  # a multi-chunk archive (chunked.py): chunk archives + index, not one payload
 DTYPES = {"uint8": 1}
 _DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 MAX_ELEMENTS = 2 ** 40
@@ -165,8 +166,8 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, Reader, int]:
     blob = bytes(blob)
     check_magic_and_version(blob)
     if len(blob) > 5 and blob[5] == CHUNKED_METHOD_ID:
-        raise ArchiveError("this is a multi-chunk archive (bbans/chunked.py): decode it with bbans.decompress or "
-                           "'bbans decompress', read its index with bbans.chunked.read_index")
+        raise ArchiveError("this is a multi-chunk archive: decode it with bbans.decompress or 'bbans decompress', "
+                           "read its header with bbans.open(path).header")
     if len(blob) < 4 + 4 + 4:
         raise ArchiveError("the archive is truncated (shorter than any header); get a complete copy")
     body, stored_crc = blob[:-4], int.from_bytes(blob[-4:], "little")

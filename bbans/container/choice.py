@@ -1,3 +1,4 @@
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Method and model choice, made once per chunk: which model codes a chunk's items, and whether bits-back with it
 or a classical codec writes the smaller archive. Every chunk of every archive is coded by ``encode_chunk``.
 
@@ -43,6 +44,7 @@ class CodedChunk:
     model_sha256: str | None = None
     initial_bits: int = 0  # seed bits consumed by the first pops and stored in the payload (bits-back only)
     schedule: list = field(default_factory=list)  # (items, particles, repeat) runs (bits-back only)
+    value_range: tuple | None = None  # (min, max) of the items' values; None for no items
     fitting_model: str | None = None  # the model that fits the items, used or not
     elbo_bits: float | None = None  # its -ELBO summed over the items, in bits (when asked for and known)
     iwae_bits: float | None = None  # its IWAE-K bound summed over the items (K = particles > 1), in bits
@@ -173,6 +175,7 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
 
     def coded(blob, m, reason, bits, enc=None) -> CodedChunk:
         out = CodedChunk(blob, m, reason, n, data.nbytes, bits,
+                         value_range=(int(data.min()), int(data.max())) if data.size else None,
                          fitting_model=None if used is None else str(used.name))
         if enc is not None:
             out.model_name, out.model_sha256 = str(used.name), str(used.sha256).lower()

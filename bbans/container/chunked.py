@@ -1,11 +1,12 @@
-"""Multi-chunk archives: independent single archives (bbans/archive.py) plus an index, for inputs of any size.
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
+"""Multi-chunk archives: independent single archives (archive.py) plus an index, for inputs of any size.
 
 A chunked archive can be written as a stream (the index comes last, so the encoder never holds the whole archive),
 decoded chunk by chunk in bounded memory, decoded partly (only the chunks that overlap an item range), and its
 chunks can be coded in parallel: each chunk is a complete archive with its own method, seed and checksums, so the
 bytes do not depend on how many processes coded them.
 
-Layout (``varint`` = unsigned LEB128, as in bbans/archive.py)::
+Layout (``varint`` = unsigned LEB128, as in archive.py)::
 
     prologue  magic b"BBAN" | version 1 | method 6 (chunked) | dtype 1 (uint8) | ndim | ndim varints: the whole
               array's shape (N, *item shape) | extra (varint length + bytes, the CLI's container info)

@@ -1,3 +1,4 @@
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Classical fallback codecs for data no model fits: raw deflate, raw LZMA2, bzip2, or stored bytes.
 
 Payloads carry no container headers of their own (the archive records the method and the original size), and

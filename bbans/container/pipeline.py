@@ -1,3 +1,4 @@
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """The one streaming pipeline that writes and reads bbans archives; a single archive is its one-chunk case.
 
 Encoding (``encode``): items come from a *source* (sources.py: an array, or a file read through a memory map one
@@ -56,6 +57,7 @@ class Report:
     model_name: str | None = None  # the model that coded (some of) the data
     model_sha256: str | None = None
     fitting_model: str | None = None  # the model that fits the data, whether or not it won
+    value_range: tuple | None = None  # (min, max) of the data's values; None for no values
     payload_bits: int = 0
     initial_bits: int = 0  # summed over chunks (bits-back only)
     schedule: list = field(default_factory=list)  # (items, particles, repeat) runs of a single bits-back archive
@@ -88,6 +90,9 @@ class Report:
         self.model_name = self.model_name or c.model_name
         self.model_sha256 = self.model_sha256 or c.model_sha256
         self.fitting_model = self.fitting_model or c.fitting_model
+        if c.value_range is not None:
+            lo, hi = self.value_range or c.value_range
+            self.value_range = (min(lo, c.value_range[0]), max(hi, c.value_range[1]))
         self.payload_bits += c.payload_bits
         self.initial_bits += c.initial_bits
         self.schedule = c.schedule if self.n_chunks == 1 else []
@@ -247,6 +252,7 @@ def _encode_one_chunk(source, sink, options, model, file_bytes, progress, eval_p
                           f"than its decoded data ({coded.method}, {len(coded.blob):,} bytes); {alt.method} of the "
                           "file's bytes, restored byte for byte")
             alt.fitting_model, alt.elbo_bits, alt.iwae_bits = coded.fitting_model, coded.elbo_bits, coded.iwae_bits
+            alt.value_range = coded.value_range
             coded = alt
     sink.write(coded.blob)
     report.archive_bytes = len(coded.blob)

@@ -4,7 +4,7 @@ Each entry point loads to a *provider* with:
 
 - ``list() -> list[dict]``: one dict per model: ``name``, ``data_shape``, ``value_range``, ``description``,
   ``sha256`` (and maybe more);
-- ``load(name) -> model``: a model following bbans/protocol.py;
+- ``load(name) -> model``: a model following bbans/bitsback/protocol.py;
 - ``load_path(path) -> model | None``: a model from a weights file, or None if the provider does not recognise it;
 - ``find(name, sha256) -> model | None``: the model with exactly these weights, or None.
 
