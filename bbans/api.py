@@ -4,7 +4,10 @@
   also returns the pipeline's ``Report``: method and why, sizes, model, bounds).
 - ``decompress(blob, model=None)``: archive bytes -> the original array; the model is found by the name and
   weights sha256 the archive records when not given.
-- ``open(path)``: an ``ArchiveReader`` over an archive file: its header at once, any item range on demand.
+- ``open(path)``: an ``ArchiveReader`` over an archive file (its header at once, any item range on demand), or a
+  ``CollectionReader`` over a collection (many named arrays or files in one archive; container/collection.py).
+- ``compress_collection({name: data, ...})`` / ``decompress_collection(blob)``: many named arrays of any shapes in
+  one archive, each member coded on its own (``jobs`` processes or a Dask ``scheduler``: same bytes).
 
 ``method="auto"`` codes with bits-back under ``model`` (or the installed model that fits the data) and falls back
 to the smallest classical codec (deflate, lzma, bz2, stored) when no model fits or the classical archive is smaller
@@ -19,7 +22,10 @@ import numpy as np
 
 from .bitsback.protocol import LatentModel
 from .container import archive
-from .container.pipeline import ArchiveReader, EncodeOptions, Report, decode_all, encode
+from dataclasses import dataclass
+
+from .container.pipeline import (ArchiveReader, CollectionReader, EncodeOptions, Report, decode_all, encode,
+                                  encode_collection, open_archive)
 from .container.sinks import MemorySink
 from .container.sources import ArraySource
 from .errors import InputError
@@ -71,8 +77,49 @@ def decompress(blob: bytes, model: LatentModel | None = None, *, progress=None) 
     return decode_all(blob, model, progress)
 
 
-def open(path) -> ArchiveReader:
-    """An ``ArchiveReader`` over the archive file ``path`` (kept open until the reader is garbage-collected):
-    ``.header``, ``.n_items``, ``.shape``, ``.items(i, j)``."""
+def open(path) -> ArchiveReader | CollectionReader:
+    """The archive file ``path`` (kept open until the reader is garbage-collected): an ``ArchiveReader``
+    (``.header``, ``.n_items``, ``.shape``, ``.items(i, j)``) or, for a collection, a ``CollectionReader``
+    (``.names``, ``.member(k)``)."""
     f = builtins.open(path, "rb")
-    return ArchiveReader(f, str(path))
+    return open_archive(f, str(path))
+
+
+@dataclass(frozen=True)
+class ArrayMember:
+    """A collection member held in memory: its name and uint8 items (N, *item_shape)."""
+
+    name: str
+    data: np.ndarray
+
+
+def encode_array_member(spec: ArrayMember, options: EncodeOptions):
+    """(archive bytes, Report) of one in-memory member (``encode_collection``'s per-member function)."""
+    sink = MemorySink()
+    report = encode(ArraySource(_as_data(spec.data)), sink, options)
+    return sink.getvalue(), report
+
+
+def compress_collection(members: dict, *, method: str = "auto", batch_size: int = 100, particles: int = 1,
+                        chunk_items: int | None = None, jobs: int = 1, scheduler: str | None = None) -> bytes:
+    """One archive of many named uint8 arrays (``{name: (N, *item_shape) array}``; names are relative
+    '/'-separated paths), each coded on its own with the installed model that fits it (or a classical codec).
+    ``jobs`` worker processes or a Dask ``scheduler`` ("tcp://HOST:PORT", "local:N") give the same bytes."""
+    specs = [ArrayMember(str(name), _as_data(data)) for name, data in members.items()]
+    sink = MemorySink()
+    options = EncodeOptions(method=method, batch_size=batch_size, particles=particles, chunk_items=chunk_items,
+                            jobs=jobs, scheduler=scheduler)
+    encode_collection(specs, sink, encode_array_member, options)
+    return sink.getvalue()
+
+
+def decompress_collection(blob: bytes) -> dict:
+    """The ``{name: array}`` a collection archive holds (every member's checksums verified)."""
+    import io
+
+    reader = CollectionReader(io.BytesIO(bytes(blob)))
+    out = {}
+    for k, name in enumerate(reader.names):
+        parts = list(reader.member(k).items())
+        out[name] = np.concatenate(parts) if len(parts) != 1 else parts[0]
+    return out

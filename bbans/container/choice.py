@@ -27,6 +27,9 @@ from . import archive, classic, registry
 
 METHODS = ("auto", "bits-back", *classic.METHODS)
 FALLBACK_PROBE_BYTES = 64 * 1024  # in "auto", classical codecs are tried too when the raw data is at most this big
+SAMPLE_ITEMS = 256  # larger chunks: items on which the model's -ELBO and the classical codecs are compared first
+CLASSICAL_MARGIN = 0.02  # classical must beat the sampled -ELBO by this much to skip bits-back
+CHECK_MARGIN = 0.25  # the model must beat the sampled classical rate by this much to skip the whole-chunk check
 EVAL_BATCH = 500  # items per model call when computing -ELBO / IWAE bounds
 
 
@@ -182,7 +185,7 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
             out.initial_bits, out.schedule = enc.initial_bits, enc.schedule
         if progress is not None and m not in archive.BITS_BACK_METHODS:
             progress(n, n)
-        if want_elbo and used is not None and n and isinstance(used, Evaluable):
+        if want_elbo and m in archive.BITS_BACK_METHODS and n and isinstance(used, Evaluable):
             out.elbo_bits = summed_bits(used.neg_elbo_bits, data, progress=eval_progress)
             if m == "bits-back-is":
                 k = int(particles)
@@ -196,6 +199,10 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
     if used is None:
         blob, m, bits = best_classic_archive(data, extra)
         return coded(blob, m, f"{why_not}; {m} was the smallest classical method", bits)
+    verdict = sample_verdict(data, used) if method == "auto" and data.nbytes > FALLBACK_PROBE_BYTES else None
+    if verdict is not None and verdict.classical_wins:
+        blob, m, bits = best_classic_archive(data, extra)
+        return coded(blob, m, f"{verdict.text}; {m} of the whole chunk", bits)
     try:
         blob, enc = bits_back_archive(data, used, extra, int(batch_size), int(particles), progress)
     except ModelError as exc:
@@ -204,12 +211,53 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
         blob, m, bits = best_classic_archive(data, extra)  # an installed model we picked ourselves is unusable
         return coded(blob, m, f"the installed model {used.name!r} is unusable ({exc}); used {m}", bits)
     why = "bits-back was requested" if method == "bits-back" else f"model {used.name!r} fits the data"
-    if method == "auto" and (data.nbytes <= FALLBACK_PROBE_BYTES or len(blob) > data.nbytes):
-        fb, m, fb_bits = best_classic_archive(data, extra)
-        if len(fb) < len(blob):
-            reason = f"{m} ({len(fb)} bytes) is smaller than bits-back with {used.name!r} ({len(blob)} bytes)"
-            return coded(fb, m, reason, fb_bits)
-        why += f"; bits-back ({len(blob)} bytes) beat the best classical method, {m} ({len(fb)} bytes)"
+    if method == "auto":  # keep bits-back only where it wins: small inputs, or a close call on the sample
+        if verdict is None or len(blob) > data.nbytes or not verdict.model_clearly_wins:
+            fb, m, fb_bits = best_classic_archive(data, extra)
+            if len(fb) < len(blob):
+                reason = f"{m} ({len(fb)} bytes) is smaller than bits-back with {used.name!r} ({len(blob)} bytes)"
+                return coded(fb, m, reason, fb_bits)
+            why += f"; bits-back ({len(blob)} bytes) beat the best classical method, {m} ({len(fb)} bytes)"
+        else:
+            why += f"; {verdict.text}"
     if particles > 1:
         why += f"; Monte-Carlo bits-back with up to {particles} particles per item"
     return coded(blob, "bits-back-is" if particles > 1 else "bits-back", why, 32 * enc.payload.size, enc)
+
+
+@dataclass
+class SampleVerdict:
+    """The model's -ELBO against the best classical codec on a sample of a chunk (bits per value)."""
+
+    model_bpd: float | None
+    classical_bpd: float
+    classical_method: str
+    items: int
+
+    @property
+    def classical_wins(self) -> bool:
+        """Classical coding beats the model's -ELBO by over CLASSICAL_MARGIN on the sample: skip bits-back."""
+        return self.model_bpd is not None and self.classical_bpd < self.model_bpd * (1 - CLASSICAL_MARGIN)
+
+    @property
+    def model_clearly_wins(self) -> bool:
+        """The model beats the sample's classical rate by over CHECK_MARGIN (classical codecs only gain on the
+        whole chunk, which is why the margin is wide): no need to code the whole chunk classically to compare."""
+        return self.model_bpd is not None and self.model_bpd < self.classical_bpd * (1 - CHECK_MARGIN)
+
+    @property
+    def text(self) -> str:
+        model = "n/a" if self.model_bpd is None else f"{self.model_bpd:.4f}"
+        return (f"on a sample of {self.items:,} items the model's -ELBO is {model} bits/dim and "
+                f"{self.classical_method} {self.classical_bpd:.4f}")
+
+
+def sample_verdict(data: np.ndarray, model: LatentModel) -> SampleVerdict:
+    """Compare ``model``'s -ELBO (when it is ``Evaluable``) with the best classical codec on ``SAMPLE_ITEMS``
+    items spread evenly over ``data`` (uint8 (N, *item_shape)), in bits per value."""
+    idx = np.unique(np.linspace(0, len(data) - 1, min(SAMPLE_ITEMS, len(data))).astype(np.int64))
+    sample = np.ascontiguousarray(data[idx])
+    raw = sample.tobytes()
+    best = min((len(classic.compress(m, raw)), m) for m in classic.METHODS)
+    model_bpd = summed_bits(model.neg_elbo_bits, sample) / sample.size if isinstance(model, Evaluable) else None
+    return SampleVerdict(model_bpd, 8 * best[0] / sample.size, best[1], len(sample))

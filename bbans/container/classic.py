@@ -21,10 +21,11 @@ METHODS = ("deflate", "lzma", "bz2", "stored")
 
 def _lzma_filters(size: int) -> list:
     """Raw LZMA2 filters; the dictionary is the data size rounded up to a power of two (4 KiB..64 MiB), so the
-    decoder derives the same filters from the size the archive records."""
+    decoder derives the same filters from the size the archive records. The preset (9, extreme: as xz -9e) only
+    steers the encoder's search; decoding never depends on it, so archives written with another preset (before
+    2026-12-04 inputs over 1 MiB used plain 9) decode the same."""
     dict_size = min(2 ** 26, max(2 ** 12, 1 << max(0, size - 1).bit_length()))
-    preset = 9 | lzma.PRESET_EXTREME if size <= 2 ** 20 else 9
-    return [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": dict_size}]
+    return [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": dict_size}]
 
 
 def compress(method: str, raw: bytes) -> bytes:

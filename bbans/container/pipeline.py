@@ -11,32 +11,29 @@ chunks in flight).
 Decoding (``ArchiveReader``): reads the archive's header or index once, then yields the items of any range
 [i, j), decoding only the chunks that hold them, in this process or in ``jobs`` workers.
 
-Workers are started with the ``spawn`` method, limited to one math-library thread each (OMP/MKL/OpenBLAS variables
-set before any model package is imported), load each model once by reference (an installed model's name or a
-weights path) and read their chunk from the source themselves.
+Chunks run in worker processes (``jobs``, or a Dask cluster: workers.py), one math-library thread each; workers
+load each model once by reference (an installed model's name or a weights path) and read their chunk from the
+source themselves (a file path they can see).
 
 Sizes in bytes, rates in bits; ``elbo_bits`` / ``iwae_bits`` are the model's bounds summed over items, in bits.
 """
 from __future__ import annotations
 
 import io
-import os
 import time
 import zlib
 from collections import Counter
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..bitsback import chain
 from ..bitsback.protocol import LatentModel
 from ..errors import ArchiveError, BBANSError, InputError, ModelError
-from . import archive, chunked, classic, registry
+from . import archive, chunked, classic, collection, registry, workers
 from .choice import CodedChunk, check_options, data_crc32, encode_chunk
 from .sources import ArraySource
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _models: dict = {}  # per process: model reference -> loaded model
 
 
@@ -111,7 +108,8 @@ class EncodeOptions:
     path, which worker processes load; None: the given model object, else the installed model that fits each
     chunk), items per model call (``batch_size``), ``particles`` per item, items per chunk (``chunk_items``,
     None: ``chunked.default_chunk_items``), worker processes (``jobs``), whether to measure the model's -ELBO
-    (``want_elbo``), and opaque bytes stored in the archive (``extra``: e.g. the CLI's container info)."""
+    (``want_elbo``), opaque bytes stored in the archive (``extra``: e.g. the CLI's container info), and a Dask
+    scheduler to code the chunks on instead (``scheduler``: "tcp://HOST:PORT" or "local:N"; workers.py)."""
 
     method: str = "auto"
     model_ref: str | None = None
@@ -121,6 +119,7 @@ class EncodeOptions:
     jobs: int = 1
     want_elbo: bool = False
     extra: bytes = b""
+    scheduler: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,56 +160,14 @@ def _chunk_items(shape: tuple, chunk_items: int | None) -> int:
     return c
 
 
-# ---------------------------------------------------------------------------------------------------- workers
-
-
-def _init_worker() -> None:
-    for v in _THREAD_VARS:
-        os.environ[v] = "1"
-
-
-@contextmanager
-def _pool(jobs: int):
-    """A spawn-started process pool; on any exception (Ctrl-C included) its workers are stopped at once instead
-    of finishing their chunks."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker)
-    try:
-        yield pool
-    except BaseException:
-        for proc in list(getattr(pool, "_processes", {}).values()):  # no public API stops running tasks
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown(wait=True)
-
-
-def _ordered(pool, fn, tasks, window: int):
-    """``fn`` over ``tasks`` in the pool, results in task order, at most ``window`` tasks submitted ahead."""
-    tasks = iter(tasks)
-    pending = []
-    for t in tasks:
-        pending.append(pool.submit(fn, t))
-        if len(pending) >= window:
-            break
-    while pending:
-        res = pending.pop(0).result()
-        nxt = next(tasks, None)
-        if nxt is not None:
-            pending.append(pool.submit(fn, nxt))
-        yield res
+# ---------------------------------------------------------------------------------------------------- encoding
 
 
 def _encode_task(task) -> CodedChunk:
     source, i, j, model_ref, options = task
+    workers.limit_math_threads()
     return encode_chunk(source.read(i, j), load_model_ref(model_ref), method=options.method,
                         batch_size=options.batch_size, particles=options.particles, want_elbo=options.want_elbo)
-
-
-# ---------------------------------------------------------------------------------------------------- encoding
 
 
 def encode(source, sink, options: EncodeOptions = EncodeOptions(), *, model: LatentModel | None = None,
@@ -272,7 +229,7 @@ def _encode_chunks(source, sink, options, model, jobs, progress, report) -> None
 
     chunk_options = EncodeOptions(options.method, options.model_ref, options.batch_size, options.particles,
                                   want_elbo=options.want_elbo)
-    if jobs == 1:
+    if jobs == 1 and options.scheduler is None:
         for i, j in spans:
             data = source.read(i, j)
             inner = None if progress is None else (lambda d, t, i=i: progress(i + d, n))
@@ -284,8 +241,9 @@ def _encode_chunks(source, sink, options, model, jobs, progress, report) -> None
                 return source, i, j, options.model_ref, chunk_options
             return ArraySource(source.read(i, j)), 0, j - i, options.model_ref, chunk_options
 
-        with _pool(jobs) as pool:
-            for (i, j), coded in zip(spans, _ordered(pool, _encode_task, (task(i, j) for i, j in spans), 2 * jobs)):
+        with workers.executor(jobs, options.scheduler) as pool:
+            tasks = (task(i, j) for i, j in spans)
+            for (i, j), coded in zip(spans, workers.ordered(pool, _encode_task, tasks, 2 * pool.width)):
                 take(coded, source.read(i, j), j)  # the parent re-reads the chunk for the whole-data CRC
     report.archive_bytes = writer.finish()
 
@@ -351,6 +309,7 @@ def decode_chunk(blob: bytes, model: LatentModel | None = None, progress=None) -
 
 def _decode_task(task) -> np.ndarray:
     path, h, k, model_ref = task
+    workers.limit_math_threads()
     with open(path, "rb") as f:
         blob = chunked.chunk_blob(f, h, k)
     return decode_chunk(blob, load_model_ref(model_ref))
@@ -364,8 +323,12 @@ class ArchiveReader:
     def __init__(self, f, path: str | None = None):
         self.f, self.path = f, path
         f.seek(0)
-        self.chunked = chunked.is_chunked(f.read(6))
+        head = f.read(6)
         f.seek(0)
+        if collection.is_collection(head):
+            raise ArchiveError("this is a collection of several files: restore it with 'bbans decompress' (into a "
+                               "folder) or read it with bbans.open")
+        self.chunked = chunked.is_chunked(head)
         if self.chunked:
             self.header = chunked.read_index(f)
             self._blob = None
@@ -394,7 +357,7 @@ class ArchiveReader:
         return len(self.header.chunks_for(i, j)) if self.chunked else 1
 
     def items(self, i: int = 0, j: int | None = None, *, model: LatentModel | None = None,
-              model_ref: str | None = None, jobs: int = 1, progress=None):
+              model_ref: str | None = None, jobs: int = 1, scheduler: str | None = None, progress=None):
         """Yield the items [i, j) as uint8 arrays, chunk by chunk, decoding only the chunks that overlap the range.
         When the range is the whole archive, the whole-data CRC is checked after the last chunk (ArchiveError on
         a mismatch, so a caller that streams to a temporary file can discard it). ``progress(done, total)``."""
@@ -409,7 +372,7 @@ class ArchiveReader:
             return
         h, crc, done, whole = self.header, 0, 0, (i == 0 and j == n)
         ks = list(h.chunks_for(i, j))
-        if jobs > 1 and self.path is None:
+        if (jobs > 1 or scheduler is not None) and self.path is None:
             raise InputError("decoding with several processes needs the archive's file path")
 
         def emit(k, data):
@@ -424,13 +387,13 @@ class ArchiveReader:
                 progress(done, j - i)
             return data[max(a, i) - a:min(b, j) - a]
 
-        if jobs == 1:
+        if jobs == 1 and scheduler is None:
             for k in ks:
                 yield emit(k, decode_chunk(chunked.chunk_blob(self.f, h, k), model))
         else:
             tasks = ((self.path, h, k, model_ref) for k in ks)
-            with _pool(jobs) as pool:
-                for k, data in zip(ks, _ordered(pool, _decode_task, tasks, 2 * jobs)):
+            with workers.executor(jobs, scheduler) as pool:
+                for k, data in zip(ks, workers.ordered(pool, _decode_task, tasks, 2 * pool.width)):
                     yield emit(k, data)
         if whole and crc != h.data_crc32:
             raise ArchiveError("the decoded data fails the archive's whole-data checksum; the archive is corrupt "
@@ -442,3 +405,92 @@ def decode_all(blob: bytes, model: LatentModel | None = None, progress=None) -> 
     reader = ArchiveReader(io.BytesIO(bytes(blob)))
     parts = list(reader.items(model=model, progress=progress))
     return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
+# ---------------------------------------------------------------------------------------------------- collections
+
+
+@dataclass
+class CollectionReport:
+    """What ``encode_collection`` did: one ``Report`` per member, in order."""
+
+    members: list = field(default_factory=list)  # (name, Report)
+    archive_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def raw_bytes(self) -> int:
+        return sum(r.raw_bytes for _, r in self.members)
+
+    @property
+    def methods(self) -> Counter:
+        """method -> members coded (wholly or partly) with it."""
+        out = Counter()
+        for _, r in self.members:
+            for m in r.methods:
+                out[m] += 1
+        return out
+
+
+def _member_task(task):
+    encode_member, spec, options = task
+    workers.limit_math_threads()
+    return encode_member(spec, options)
+
+
+def encode_collection(specs: list, sink, encode_member, options: EncodeOptions = EncodeOptions(),
+                      progress=None) -> CollectionReport:
+    """Write a collection archive (collection.py) of the members ``specs`` (each with a ``name``) to ``sink``.
+
+    ``encode_member(spec, options) -> (member archive bytes, Report)`` codes one member; it must be a module-level
+    function (worker processes and Dask workers import it) and read the member from what ``spec`` names (a path
+    the workers can see). Members are coded one per task: in this process, in ``options.jobs`` processes or on
+    ``options.scheduler``; the archive's bytes are the same either way. ``progress(done_members, total)``.
+    """
+    t0 = time.perf_counter()
+    writer = collection.CollectionWriter(sink, len(specs))
+    report = CollectionReport()
+    member_options = replace(options, jobs=1, scheduler=None)
+
+    def take(spec, result) -> None:
+        member_blob, rep = result
+        writer.add(spec.name, member_blob)
+        report.members.append((spec.name, rep))
+        if progress is not None:
+            progress(len(report.members), len(specs))
+
+    if options.jobs == 1 and options.scheduler is None:
+        for spec in specs:
+            take(spec, encode_member(spec, member_options))
+    else:
+        tasks = ((encode_member, spec, member_options) for spec in specs)
+        with workers.executor(options.jobs, options.scheduler) as pool:
+            for spec, result in zip(specs, workers.ordered(pool, _member_task, tasks, 2 * pool.width)):
+                take(spec, result)
+    report.archive_bytes = writer.finish()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+class CollectionReader:
+    """A collection archive in the seekable binary file ``f``: ``index`` (names, offsets, lengths) is read once;
+    ``member(k)`` is an ``ArchiveReader`` over member ``k``."""
+
+    def __init__(self, f):
+        self.f = f
+        self.index = collection.read_index(f)
+
+    @property
+    def names(self) -> list:
+        return list(self.index.names)
+
+    def member(self, k: int) -> ArchiveReader:
+        return ArchiveReader(collection.FileSlice(self.f, self.index.offsets[k], self.index.lengths[k]))
+
+
+def open_archive(f, path: str | None = None):
+    """An ``ArchiveReader`` (single or multi-chunk archive) or a ``CollectionReader`` for the file ``f``."""
+    f.seek(0)
+    head = f.read(6)
+    f.seek(0)
+    return CollectionReader(f) if collection.is_collection(head) else ArchiveReader(f, path)

@@ -24,7 +24,12 @@ class MemorySink:
 
 class StreamSink:
     """Writes to a binary stream (an open file, standard output's buffer), checking that each write took every
-    byte; ``bytes_written`` counts them."""
+    byte; ``bytes_written`` counts them.
+
+    A write that takes only part of the bytes is continued with the rest; one that takes none raises
+    ``OSError(EIO)``. A non-blocking stream that is full (``BlockingIOError``, e.g. a pipe another program left in
+    O_NONBLOCK mode) is waited on until it can take more, instead of failing or dropping bytes. Errors of the
+    stream itself (EPIPE, ENOSPC, EFBIG, ...) propagate unchanged."""
 
     def __init__(self, stream):
         self.stream, self.bytes_written = stream, 0
@@ -32,13 +37,37 @@ class StreamSink:
     def write(self, b) -> None:
         view = memoryview(b).cast("B")
         while view.nbytes:
-            n = self.stream.write(view)
-            if n is None:  # a non-blocking stream that took nothing
-                n = 0
+            try:
+                n = self.stream.write(view)
+            except BlockingIOError as exc:
+                n = exc.characters_written
+                if not n:
+                    self._wait()
+                    continue
+            if n is None:  # a non-blocking raw stream that took nothing
+                self._wait()
+                continue
             if n <= 0:
                 raise OSError(errno.EIO, "the output accepted no more bytes (short write)")
             self.bytes_written += n
             view = view[n:]
 
     def flush(self) -> None:
-        self.stream.flush()
+        while True:
+            try:
+                self.stream.flush()
+                return
+            except BlockingIOError:
+                self._wait()
+
+    def _wait(self) -> None:
+        """Block until the stream can take bytes (streams without a file descriptor: a short sleep)."""
+        import select
+        import time
+
+        try:
+            fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            time.sleep(0.01)
+            return
+        select.select([], [fd], [], 1.0)

@@ -1,0 +1,79 @@
+"""Chunks coded on a Dask cluster (bbans/container/workers.py): the archive is byte-identical to one coded in this
+process, also when a worker process is killed in the middle of the run (Dask reruns its task)."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the cluster extra (dask[distributed]) is not installed: "
+                                                        "pip install -e .[cluster]")
+psutil = pytest.importorskip("psutil", reason="psutil comes with dask[distributed]")
+
+from bbans.container.pipeline import ArchiveReader, EncodeOptions, encode  # noqa: E402
+from bbans.container.sinks import MemorySink  # noqa: E402
+from bbans.container.sources import FileSource  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "mnist-test-100.npy"
+
+
+def _source() -> FileSource:
+    return FileSource(str(SAMPLE), 128, (100, 28, 28))  # the bundled sample's items, memory-mapped
+
+
+def _archive(**options) -> bytes:
+    sink = MemorySink()
+    encode(_source(), sink, EncodeOptions(model_ref="mnist-small", chunk_items=20, want_elbo=False, **options))
+    return sink.getvalue()
+
+
+@pytest.fixture(scope="module")
+def reference() -> bytes:
+    return _archive()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as c:
+        yield c
+
+
+def test_local_cluster_writes_the_same_bytes_and_decodes(reference, cluster):
+    blob = _archive(scheduler=cluster.scheduler_address)
+    assert blob == reference
+    reader = ArchiveReader(io.BytesIO(blob), str(SAMPLE))
+    data = np.load(SAMPLE)
+    assert np.array_equal(np.concatenate(list(reader.items(40, 70, model_ref="mnist-small"))), data[40:70])
+
+
+def test_a_worker_killed_mid_run_changes_nothing(reference, cluster):
+    killed = []
+
+    def kill_one_worker(done, total):
+        if not killed and done >= 20:  # after the first chunk: the other worker is busy with the next ones
+            workers = [p for p in psutil.Process().children(recursive=True) if "python" in p.name().lower()]
+            assert workers, "no worker process found"
+            os.kill(workers[-1].pid, signal.SIGKILL)
+            killed.append(workers[-1].pid)
+
+    sink = MemorySink()
+    encode(_source(), sink, EncodeOptions(model_ref="mnist-small", chunk_items=20, want_elbo=False,
+                                          scheduler=cluster.scheduler_address), progress=kill_one_worker)
+    assert killed and sink.getvalue() == reference
+
+
+def test_local_n_scheduler_and_bad_addresses():
+    from bbans.container.workers import executor
+    from bbans.errors import InputError
+
+    with pytest.raises(InputError, match="local:N"):
+        with executor(1, "local:0"):
+            pass
+    assert _archive(scheduler="local:1") == _archive()
