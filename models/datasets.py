@@ -45,6 +45,40 @@ RECIPES = {
 }
 
 
+# Photos (RGB PNG folders under the data root, see shared/data/README.md): the training and test folders of the
+# photo model family (``photo_vae``). Kodak is test data only: never train on it.
+PHOTO_FOLDERS = {
+    "urban100": "photos/train/urban100",
+    "bsd68": "photos/train/bsd68",
+    "kodak": "photos/test/kodak",
+}
+# The photo recipes, same shape as RECIPES plus the model family and the crop/tile sizes. Kept apart from RECIPES
+# because ``training_run.train_recipe`` (behind ``bbans train RECIPE``) builds a ``VAEConfig`` and exports it, which
+# the photo family does not support yet; ``photo_training.train_photo`` trains them. ``test_tiles``: the fixed
+# subset of 32x32 Kodak tiles on which the -ELBO is reported while training (``photo_data.kodak_tiles``).
+PHOTO_RECIPES = {
+    "photo": {"family": "photo-vae", "train": ["urban100", "bsd68"], "test": "kodak", "crop": 32,
+              "crops_per_epoch": 2048, "test_tiles": 512, "tile": 32, "kl_warmup": 500, "bin_exponent": 5,
+              "config": {"channels": 3, "components": 5, "hidden": [32, 64, 96], "depth": 1,
+                         "latent_channels": 8, "top_latent_channels": 8, "top_hidden": 64,
+                         "ar_channels": 32, "ar_kernel": 5}},
+}
+
+
+def photo_folder(name: str) -> Path:
+    """The folder of PNGs of photo set ``name`` (a key of PHOTO_FOLDERS); InputError naming where it looked when
+    it is missing."""
+    if name not in PHOTO_FOLDERS:
+        raise InputError(f"unknown photo set {name!r}; known: {', '.join(PHOTO_FOLDERS)}")
+    path = data_root() / PHOTO_FOLDERS[name]
+    if not path.is_dir():
+        env = os.environ.get("BBANS_DATA")
+        raise InputError(f"photo set {name!r} not found at {path}. Data sets are read from $BBANS_DATA "
+                         f"({'set to ' + env if env else 'not set'}), else from {CHECKOUT_DATA}; set BBANS_DATA to "
+                         "the folder holding photos/")
+    return path
+
+
 def recipe_splits(name: str) -> tuple[str, str]:
     """(training set, test set) names of recipe ``name``."""
     return SPLITS[RECIPES[name]["dataset"]]

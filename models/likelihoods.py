@@ -44,7 +44,7 @@ def _log_expm1(d: torch.Tensor) -> torch.Tensor:
 
 def logistic_mixture_log_prob(x: torch.Tensor, raw: torch.Tensor, components: int) -> torch.Tensor:
     """log p(x) in nats per item for x in {0..255} of shape (B, 1, H, W); raw decoder output (B, 3K, H, W)."""
-    logits, means, log_scales = split_mixture_params(raw, components)
+    logits, means, log_scales = split_mixture_params(raw.float(), components)  # float32 even under bf16 autocast
     xf = x.to(means.dtype)
     inv_s = torch.exp(-log_scales)
     a = (xf + 0.5 - means) * inv_s  # standardized upper edge
@@ -61,6 +61,6 @@ def logistic_mixture_log_prob(x: torch.Tensor, raw: torch.Tensor, components: in
 
 def bernoulli_log_prob(x: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
     """log p(x) in nats per item for x in {0,1} of shape (B, 1, H, W); raw logits (B, 1, H, W)."""
-    logits = raw.clamp(-LOGIT_BOUND, LOGIT_BOUND)
+    logits = raw.float().clamp(-LOGIT_BOUND, LOGIT_BOUND)  # float32 even under bf16 autocast
     xf = x.to(logits.dtype)
     return (xf * logits - F.softplus(logits)).flatten(1).sum(1)

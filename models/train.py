@@ -3,6 +3,10 @@
 Progress lines report the running -ELBO in bits/dim. Checkpoints (safetensors: float weights, Adam state, training
 facts) are written after every epoch so a run can be stopped and resumed with ``resume=True``. Images are uint8
 arrays (N, 28, 28); the command-line front end is ``bbans train``.
+
+Other model families train the same way: a config with a ``build()`` method (e.g. ``photo_vae.PhotoVAEConfig``)
+builds its model, and a ``family`` attribute of the config, recorded in the checkpoint, rebuilds it on loading.
+Items may then be uint8 (N, C, H, W), or come from an epoch source (``train``'s ``train_data``).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .distributed import Group, LossModule
 from .vae import ConvVAE, VAEConfig, nats_to_bits_per_dim
 
 
@@ -28,10 +33,33 @@ def pick_device(requested: str | None = None) -> torch.device:
 OPTIM_PREFIX = "optim."
 
 
+def build_model(config) -> torch.nn.Module:
+    """The model of ``config``: ``config.build()`` where the config defines it (other families), else ConvVAE."""
+    build = getattr(config, "build", None)
+    return build() if callable(build) else ConvVAE(config)
+
+
+def _config_from_meta(meta: dict):
+    """The config a checkpoint's metadata records: its ``family`` (absent for ConvVAE) picks the config class."""
+    fields = json.loads(meta["config"])
+    family = meta.get("family")
+    if family is None:
+        return VAEConfig(**fields)
+    if family == "photo-vae":
+        from .photo_vae import PhotoVAEConfig
+
+        return PhotoVAEConfig(**fields)
+    raise ValueError(f"unknown model family {family!r} in the checkpoint")
+
+
 def save_float_checkpoint(model: ConvVAE, path: Path, extra: dict, optimizer: torch.optim.Optimizer | None = None) -> None:
     """Float weights as safetensors; config and training facts as JSON in the file's metadata; with ``optimizer``
-    (Adam) also its moment estimates (``optim.*`` tensors) and step, so a resumed run continues exactly."""
+    (Adam) also its moment estimates (``optim.*`` tensors) and step, so a resumed run continues exactly. A config
+    with a ``family`` attribute (a model other than ConvVAE) records it as metadata ``family``."""
     meta = {"config": json.dumps(model.config.to_dict()), "train": json.dumps(extra)}
+    family = getattr(model.config, "family", None)
+    if family is not None:
+        meta["family"] = family
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if optimizer is not None:
         for i, p in enumerate(model.parameters()):
@@ -57,7 +85,7 @@ def _load_checkpoint_tensors(path: Path):
 def _load_checkpoint(path: Path) -> tuple[ConvVAE, dict, dict]:
     """(model, training facts, saved optimizer tensors keyed ``"{param index}.{name}"``) from a checkpoint."""
     meta, weights, optim = _load_checkpoint_tensors(path)
-    model = ConvVAE(VAEConfig(**json.loads(meta["config"])))
+    model = build_model(_config_from_meta(meta))
     model.load_state_dict(weights)
     return model, json.loads(meta.get("train", "{}")), optim
 
@@ -80,16 +108,26 @@ def _restore_optimizer(optimizer: torch.optim.Optimizer, model: ConvVAE, saved: 
     return True
 
 
+def _as_items(data: np.ndarray) -> torch.Tensor:
+    """uint8 items as the model sees them: (N, H, W) -> (N, 1, H, W); (N, C, H, W) as it is."""
+    x = torch.from_numpy(np.ascontiguousarray(data))
+    return x.unsqueeze(1) if x.ndim == 3 else x
+
+
 @torch.no_grad()
 def evaluate_neg_elbo(model: ConvVAE, data: np.ndarray, device, batch: int = 1000, seed: int = 0) -> float:
-    """Mean single-sample -ELBO over ``data`` (N,28,28) uint8, in bits/dim."""
+    """Mean single-sample -ELBO over ``data`` (N,28,28) or (N,C,H,W) uint8, in bits/dim."""
     model.eval()
     torch.manual_seed(seed)
     total = 0.0
     for i in range(0, len(data), batch):
-        x = torch.from_numpy(data[i:i + batch]).unsqueeze(1).to(device)
+        x = _as_items(data[i:i + batch]).to(device)
         total += model.neg_elbo(x).sum().item()
     return nats_to_bits_per_dim(total / len(data), data[0].size)
+
+
+def _quiet(line: str) -> None:
+    """The log of every process but rank 0."""
 
 
 def training_loss(model: ConvVAE, x: torch.Tensor, objective: str | Callable, beta: float, iwae_k: int):
@@ -133,13 +171,19 @@ def train(
 ) -> ConvVAE:
     """Train until ``minutes`` of wall time or ``epochs`` have passed; returns the trained model.
 
+    ``config``: a ``VAEConfig``, or any config with a ``build()`` method (``build_model``). ``train_data``: uint8
+    (N, 28, 28) or (N, C, H, W), or an epoch source: an object with ``len()`` (items per epoch), ``item_shape``
+    ((C, H, W)) and ``epoch(seed, epoch)`` -> uint8 (len, C, H, W), e.g. fresh random crops per epoch
+    (``photo_data.RandomCrops``); it must depend only on (seed, epoch), so a resumed run continues exactly.
+
     ``kl_warmup_steps``: the KL weight rises linearly from 0 to 1 over these steps (against posterior collapse);
     the loss after that, and every -ELBO reported, is the true -ELBO.
     ``objective``: "elbo" or "iwae" (``iwae_k`` samples); see ``training_loss``. Or a callable
     ``(model, x, beta) -> (loss, per-item cost in nats (B,))`` for an experiment's own loss (e.g. the MSE loss of
     ``benchmarks/experiments/mse.py``): progress lines then report that cost in nats per item under the callable's
     ``label`` attribute (default: its name), no test -ELBO is measured, and the checkpoint's facts record that
-    label as the objective.
+    label as the objective; unless the callable's ``reports_elbo`` attribute is true (its per-item cost is the
+    true single-sample -ELBO, only its loss differs): then it is reported and tested like "elbo".
     ``lr_schedule``: "constant" or "cosine" (from ``lr`` down to 0 over the whole budget, minutes or epochs, counted
     from the start of the first run, so a resumed run continues the same curve).
     A progress line with the running -ELBO (bits/dim) is logged every ``progress_seconds``, and an epoch line with
@@ -147,6 +191,13 @@ def train(
     On cuda the forward pass runs under bfloat16 autocast (mixed precision); on the CPU in float32.
     """
     dev = pick_device(device)
+    procs = Group.from_env(dev.type)  # several processes under torchrun: data-parallel (models/distributed.py)
+    if procs.world > 1 and dev.type == "cuda":
+        dev = torch.device("cuda", procs.local_rank)
+        torch.cuda.set_device(dev)
+    shard = procs.shard(batch_size)
+    if not procs.main:
+        log = _quiet
     torch.manual_seed(seed)
     start_epoch, elapsed_before, saved_optim = 0, 0.0, {}
     if resume and out_path.exists():
@@ -154,22 +205,28 @@ def train(
         start_epoch, elapsed_before = facts.get("epochs", 0), facts.get("minutes", 0.0) * 60
         log(f"resuming from {out_path} at epoch {start_epoch}, {elapsed_before / 60:.1f} min done")
     else:
-        model = ConvVAE(config)
+        model = build_model(config)
     model.to(dev)
+    step_loss = procs.wrap(LossModule(model, lambda m, x, beta: training_loss(m, x, objective, beta, iwae_k)))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if _restore_optimizer(opt, model, saved_optim):
         log("restored the optimizer state")
-    dims = int(np.prod(train_data.shape[1:]))
-    x_all = torch.from_numpy(train_data).unsqueeze(1)
+    source = train_data if callable(getattr(train_data, "epoch", None)) else None
+    dims = int(np.prod(source.item_shape if source is not None else train_data.shape[1:]))
+    x_all = None if source is not None else _as_items(train_data)
     amp = dev.type == "cuda"
     t0 = time.time()
     epoch = start_epoch
     steps_per_epoch = max(1, len(train_data) // batch_size)
     step = start_epoch * steps_per_epoch
     n_params = sum(p.numel() for p in model.parameters())
-    custom = callable(objective)
-    label = getattr(objective, "label", getattr(objective, "__name__", "custom")) if custom else objective
-    log(f"training on {dev} ({torch.get_num_threads()} threads{', bf16 autocast' if amp else ''}): "
+    # A callable whose ``reports_elbo`` is true reports the true -ELBO as its per-item cost: it is then logged and
+    # tested like "elbo" (e.g. a free-bits loss, ``photo_training.FreeBits``).
+    custom = callable(objective) and not getattr(objective, "reports_elbo", False)
+    label = (getattr(objective, "label", getattr(objective, "__name__", "custom")) if callable(objective)
+             else objective)
+    log(f"training on {dev} ({torch.get_num_threads()} threads{', bf16 autocast' if amp else ''}"
+        + (f", {procs.world} processes" if procs.world > 1 else "") + "): "
         f"{len(train_data)} items, batch {batch_size}, {n_params:,} parameters, objective {label}"
         + (f" (k={iwae_k})" if objective == "iwae" else ""))
 
@@ -187,29 +244,33 @@ def train(
     last_log = time.time()
     while not out_of_budget():
         model.train()
+        if source is not None:
+            x_all = _as_items(source.epoch(seed, epoch))
         perm = np.random.default_rng([seed, epoch]).permutation(len(train_data))
-        torch.manual_seed(seed * 1_000_003 + epoch)  # per-epoch noise, so a resumed run continues exactly
+        torch.manual_seed(seed * 1_000_003 + epoch + 7919 * procs.rank)  # per-epoch noise: a resumed run continues
         running, seen, recent, recent_n = 0.0, 0, 0.0, 0
         for j in range(0, len(perm) - batch_size + 1, batch_size):
-            x = x_all[perm[j:j + batch_size]].to(dev, non_blocking=True)
+            x = x_all[perm[j:j + batch_size][shard]].to(dev, non_blocking=True)  # this process's shard
             beta = min(1.0, step / kl_warmup_steps) if kl_warmup_steps else 1.0
             rate = lr * (0.5 * (1 + math.cos(math.pi * fraction_done())) if lr_schedule == "cosine" else 1.0)
             for group in opt.param_groups:
                 group["lr"] = rate
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                loss, per_item = training_loss(model, x, objective, beta, iwae_k)
+                loss, per_item = step_loss(x, beta)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
-            batch_cost = per_item.float().sum().item()
-            running, seen = running + batch_cost, seen + len(x)
-            recent, recent_n = recent + batch_cost, recent_n + len(x)
+            stop = epochs is None and wall() > minutes * 60  # every process stops where rank 0 says
+            batch_cost, batch_n, stop = procs.sum([per_item.float().sum().item(), len(x),
+                                                   float(stop and procs.main)], dev)
+            running, seen = running + batch_cost, seen + int(batch_n)
+            recent, recent_n = recent + batch_cost, recent_n + int(batch_n)
             if time.time() - last_log > progress_seconds:
                 log(f"  epoch {epoch + 1}, step {step}: train {unit} {fmt(recent / recent_n)} (last "
                     f"{recent_n} items), KL weight {beta:.2f}, lr {rate:.2e}, {wall() / 60:.1f} min")
                 last_log, recent, recent_n = time.time(), 0.0, 0
-            if epochs is None and wall() > minutes * 60:
+            if stop:
                 break
         epoch += 1
         minutes_done = wall() / 60
@@ -222,9 +283,13 @@ def train(
             facts["reconstruction"] = "likelihood"  # -log p(x|z), as every shipped model's card records
         if objective == "iwae":
             facts["iwae_k"] = iwae_k
-        if test_data is not None and not custom:
-            facts["test_neg_elbo_bpd"] = evaluate_neg_elbo(model, test_data[:2000], dev)
-            msg += f", test[:2000] -ELBO {facts['test_neg_elbo_bpd']:.4f}"
-        log(msg)
-        save_float_checkpoint(model, out_path, facts, opt)
+        if procs.world > 1:
+            facts["processes"] = procs.world
+        if procs.main:  # rank 0 alone measures and writes; the others wait for the checkpoint
+            if test_data is not None and not custom:
+                facts["test_neg_elbo_bpd"] = evaluate_neg_elbo(model, test_data[:2000], dev)
+                msg += f", test[:2000] -ELBO {facts['test_neg_elbo_bpd']:.4f}"
+            log(msg)
+            save_float_checkpoint(model, out_path, facts, opt)
+        procs.barrier()
     return model.cpu()

@@ -46,8 +46,10 @@ def recipe_config(recipe: str, **sizes):
 
 def train_recipe(recipe: str, out: Path, *, sizes: dict, minutes: float, epochs: int | None, batch_size: int,
                  lr: float, lr_schedule: str, objective: str, iwae_k: int, kl_warmup: int | None, seed: int,
-                 device: str | None, resume: bool, force: bool, name: str | None, calibration: int, log) -> dict:
-    """Train ``recipe`` and write the coding model ``out``; returns {"name", "sha256", "test_neg_elbo_bpd"}.
+                 device: str | None, resume: bool, force: bool, name: str | None, calibration: int,
+                 log) -> dict | None:
+    """Train ``recipe`` and write the coding model ``out``; returns {"name", "sha256", "test_neg_elbo_bpd"} (None on
+    the other processes of a data-parallel run, where rank 0 exports).
 
     ``log(line)`` receives progress lines. The float checkpoint (``float_checkpoint_path(out)``) is saved after
     every epoch, so an interrupted run keeps its last epoch and ``resume`` continues it.
@@ -73,6 +75,8 @@ def train_recipe(recipe: str, out: Path, *, sizes: dict, minutes: float, epochs:
           device=device, resume=resume, test_data=test_data,
           kl_warmup_steps=spec["kl_warmup"] if kl_warmup is None else kl_warmup, objective=objective,
           iwae_k=iwae_k, lr_schedule=lr_schedule, log=log)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return None  # a data-parallel run (torchrun): rank 0 alone exports and checks the model
     if not float_path.exists():
         raise ModelError("training ran no full epoch, so there is nothing to export; give it more --minutes")
 
