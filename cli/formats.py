@@ -14,7 +14,9 @@ npy        uint8 or bool (as 0/1), C order, (N,H,W)     byte-identical (the npy 
 idx        uint8 IDX (MNIST), 3 or 4 dims, or 2 dims   byte-identical IDX; a gzip-compressed input is restored
            (one image)                                 *uncompressed* (gzip bytes depend on the compressor)
 png        one image: (1,H,W) for modes 1/L/P,         a PNG with identical pixels (mode, palette and
-           (1,H,W,C) for LA/RGB/RGBA                   transparency kept), not identical bytes
+           (1,H,W,C) for LA/RGB/RGBA                   transparency kept) and every other chunk (text, ICC
+                                                       profile, gamma, ...) verbatim in its place; the pixel
+                                                       data (IDAT) is compressed anew, so not identical bytes
 raw        any other file (or one of the above that    byte-identical: the file's bytes, coded as a 1-D array
            cannot be read as such): its bytes, (size,)  of single-byte items (no model fits: classical codecs)
 (none)     archives made through the Python API        a .npy file of the decoded array
@@ -29,6 +31,13 @@ Container info layout (little-endian, no pickle)::
     png:  str mode | u8 has_palette [| str palette_mode | u32 n | n palette bytes]
           | u8 transparency kind (0 none, 1 integer, 2 bytes, 3 RGB triple) [| payload]
     raw:  nothing (the data are the file's bytes)
+    png with chunks (kind 5, written only for a PNG that has chunks to keep; one without any gets kind 3 above,
+          byte for byte as before): the png fields above | u32 count | count entries, in the file's order:
+          4 bytes chunk type | u8 stored (0: written anew on restore; 1: kept) [| u32 n | n bytes: chunk data]
+          Exactly the chunks the renderer writes are "written anew": IHDR (first), IDAT (one entry for all of
+          them), IEND (last), PLTE for mode P, tRNS when there is transparency. Every other chunk is kept verbatim
+          (its CRC is recomputed, so it equals the original's). Restoring writes the kept chunks back between the
+          renderer's chunks at the same places.
     str = u8 length + ASCII
 
 ``parse_info`` checks every length before use and raises ``ArchiveError`` on anything malformed, so a damaged or
@@ -39,6 +48,7 @@ from __future__ import annotations
 import ast
 import io
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,8 +59,8 @@ from bbans.errors import ArchiveError
 from bbans.idx import idx_header, is_idx
 
 INFO_VERSION = 1
-KIND_NPY, KIND_IDX, KIND_PNG, KIND_RAW = 1, 2, 3, 4
-KIND_NAMES = {KIND_NPY: "npy", KIND_IDX: "idx", KIND_PNG: "png", KIND_RAW: "raw"}
+KIND_NPY, KIND_IDX, KIND_PNG, KIND_RAW, KIND_PNG_CHUNKS = 1, 2, 3, 4, 5
+KIND_NAMES = {KIND_NPY: "npy", KIND_IDX: "idx", KIND_PNG: "png", KIND_RAW: "raw", KIND_PNG_CHUNKS: "png"}
 
 
 #: PNG modes we accept, with the number of channels they store (None: 2-D array).
@@ -69,6 +79,7 @@ class Container:
     palette_mode: str = ""             # png mode P
     palette: bytes = b""
     transparency: object = None        # png: None, int, bytes or (r, g, b)
+    chunks: list | None = None         # png kind 5: [(type, data or None = written anew)] in the file's order
 
     def describe(self) -> str:
         if self.kind == "npy":
@@ -81,6 +92,11 @@ class Container:
             extra = f", {self.palette_mode} palette of {len(self.palette) // len(self.palette_mode)} colours" \
                 if self.mode == "P" else ""
             tr = ", with transparency" if self.transparency is not None else ""
+            kept = [t.decode("ascii") for t, d in self.chunks or [] if d is not None]
+            if kept:
+                return (f"png (mode {self.mode}{extra}{tr}; pixels restored exactly, with {len(kept)} other "
+                        f"chunk{'s' if len(kept) != 1 else ''} kept verbatim: {', '.join(kept)}; "
+                        "not the same file bytes)")
             return f"png (mode {self.mode}{extra}{tr}; pixels restored exactly, not the file bytes)"
         if self.kind == "raw":
             return "raw (the file's bytes, restored exactly)"
@@ -105,9 +121,12 @@ def idx_info(header: bytes, was_gzip: bool) -> bytes:
     return _pack(KIND_IDX, bytes([1 if was_gzip else 0]) + _u32_bytes(header))
 
 
-def png_pixels_and_info(im) -> tuple[np.ndarray, bytes]:
+def png_pixels_and_info(im, file_bytes: bytes | None = None) -> tuple[np.ndarray, bytes]:
     """(pixels uint8 (H, W) or (H, W, C), container info) of a loaded PIL image; ValueError naming what is not
-    supported (modes other than PNG_MODES, palettes other than RGB/RGBA, odd transparency entries)."""
+    supported (modes other than PNG_MODES, palettes other than RGB/RGBA, odd transparency entries).
+
+    With ``file_bytes`` (the PNG file), every chunk the renderer does not write itself is kept verbatim (kind 5);
+    a PNG without such chunks gets the plain png kind (3), as before."""
     mode = im.mode
     if mode not in PNG_MODES:
         raise ValueError(f"PNG mode {mode!r} is not supported (8-bit modes only: {', '.join(PNG_MODES)}); "
@@ -126,7 +145,92 @@ def png_pixels_and_info(im) -> tuple[np.ndarray, bytes]:
     if isinstance(transparency, tuple) and (len(transparency) != 3
                                             or not all(isinstance(t, int) for t in transparency)):
         raise ValueError(f"unsupported PNG transparency entry {transparency!r}")
-    return arr, _pack(KIND_PNG, _png_fields(mode, palette_mode, palette, transparency))
+    fields = _png_fields(mode, palette_mode, palette, transparency)
+    if file_bytes is not None:
+        layout = png_layout(png_chunks(file_bytes), png_written_anew(mode, transparency))
+        if any(d is not None for _, d in layout):
+            return arr, _pack(KIND_PNG_CHUNKS, fields + _layout_bytes(layout))
+    return arr, _pack(KIND_PNG, fields)
+
+
+# ------------------------------------------------------------------------------------------------ PNG chunks
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_MAX_CHUNK = (1 << 31) - 1  # the PNG spec's limit on a chunk's length
+
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """The chunks (type, data) of a PNG file, up to and including IEND; ValueError when malformed (bad signature,
+    truncated chunk, bad type, CRC mismatch, no IEND, or bytes after IEND, which could not be restored)."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise ValueError("not a PNG file (bad signature)")
+    out, pos, n = [], len(PNG_SIGNATURE), len(data)
+    while True:
+        if pos + 12 > n:
+            raise ValueError("the PNG file is truncated (no IEND chunk)")
+        length = struct.unpack(">I", data[pos:pos + 4])[0]
+        ctype = data[pos + 4:pos + 8]
+        if length > _MAX_CHUNK or pos + 12 + length > n:
+            raise ValueError(f"the PNG chunk {ctype!r} is truncated")
+        if not _chunk_type_ok(ctype):
+            raise ValueError(f"the PNG file has a chunk of invalid type {ctype!r}")
+        body = data[pos + 8:pos + 8 + length]
+        crc = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0]
+        if zlib.crc32(ctype + body) != crc:
+            raise ValueError(f"the PNG chunk {ctype.decode('ascii')} fails its CRC")
+        out.append((ctype, body))
+        pos += 12 + length
+        if ctype == b"IEND":
+            break
+    if pos != n:
+        raise ValueError(f"the PNG file has {n - pos:,} bytes after its IEND chunk")
+    return out
+
+
+def _chunk_type_ok(t: bytes) -> bool:
+    return len(t) == 4 and all(65 <= c <= 90 or 97 <= c <= 122 for c in t)
+
+
+def png_written_anew(mode: str, transparency) -> frozenset:
+    """The chunk types the renderer writes for an image of ``mode`` (with or without transparency)."""
+    return frozenset({b"IHDR", b"IDAT", b"IEND"} | ({b"PLTE"} if mode == "P" else set())
+                     | ({b"tRNS"} if transparency is not None else set()))
+
+
+def png_layout(chunks, anew: frozenset) -> list[tuple[bytes, bytes | None]]:
+    """The file's chunks in order, those of ``anew`` types as (type, None) (consecutive IDATs as one), the others
+    with their data; ValueError when the chunks the renderer writes are not each there once (IHDR first, IEND
+    last), which a PNG that PIL decoded always satisfies."""
+    layout: list = []
+    for t, d in chunks:
+        if t in anew:
+            if t == b"IDAT" and layout and layout[-1] == (b"IDAT", None):
+                continue
+            layout.append((t, None))
+        elif t in (b"IHDR", b"IDAT", b"IEND"):
+            raise ValueError(f"unexpected PNG chunk {t.decode('ascii')}")
+        else:
+            layout.append((t, bytes(d)))
+    _check_layout(layout, anew, ValueError)
+    return layout
+
+
+def _check_layout(layout, anew, error) -> None:
+    placed = [t for t, d in layout if d is None]
+    if sorted(placed) != sorted(anew) or not layout or layout[0] != (b"IHDR", None) \
+            or layout[-1] != (b"IEND", None):
+        raise error("the PNG chunk layout is not IHDR first, IEND last, with the image's chunks once each")
+
+
+def _layout_bytes(layout) -> bytes:
+    out = [struct.pack("<I", len(layout))]
+    for t, d in layout:
+        out.append(t + (b"\x00" if d is None else b"\x01" + _u32_bytes(d)))
+    return b"".join(out)
+
+
+def _chunk_bytes(t: bytes, d: bytes) -> bytes:
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
 
 
 def npy_header_fields(preamble: bytes) -> dict:
@@ -244,7 +348,7 @@ def parse_info(info: bytes) -> Container:
         c = Container("idx", header=header, gzip=bool(flags & 1))
     elif kind == KIND_RAW:
         c = Container("raw")
-    elif kind == KIND_PNG:
+    elif kind in (KIND_PNG, KIND_PNG_CHUNKS):
         mode = _text(r, "PNG mode")
         if mode not in PNG_MODES:
             raise ArchiveError(f"the archive's container info names an unknown PNG mode {mode!r}")
@@ -269,12 +373,35 @@ def parse_info(info: bytes) -> Container:
             c.transparency = struct.unpack("<3I", r.take(12, "PNG transparency"))
         else:
             raise ArchiveError("the archive's container info is corrupt (PNG transparency)")
+        if kind == KIND_PNG_CHUNKS:
+            c.chunks = _parse_layout(r, png_written_anew(mode, c.transparency))
     else:
         raise ArchiveError(f"the archive's container info names an unknown file kind {kind}; "
                            "it is corrupt or from a newer bbans")
     if r.left:
         raise ArchiveError("the archive's container info has trailing bytes; it is corrupt")
     return c
+
+
+def _parse_layout(r: Reader, anew: frozenset) -> list:
+    count = r.u32("PNG chunk count")
+    if count > r.left // 5:  # every entry takes at least 5 bytes
+        raise ArchiveError("the archive's container info is corrupt (PNG chunk count)")
+    layout = []
+    for _ in range(count):
+        t = r.take(4, "PNG chunk type")
+        stored = r.byte("PNG chunk flag")
+        if not _chunk_type_ok(t) or stored not in (0, 1):
+            raise ArchiveError("the archive's container info is corrupt (PNG chunk entry)")
+        if stored:
+            d = _u32_blob(r, "PNG chunk")
+            if t in anew or t in (b"IHDR", b"IDAT", b"IEND") or len(d) > _MAX_CHUNK:
+                raise ArchiveError("the archive's container info is corrupt (PNG chunk entry)")
+            layout.append((t, d))
+        else:
+            layout.append((t, None))
+    _check_layout(layout, anew, lambda m: ArchiveError(f"the archive's container info is corrupt ({m})"))
+    return layout
 
 
 # --------------------------------------------------------------------------------------------- writing back
@@ -332,7 +459,30 @@ def _render_png(data: np.ndarray, c: Container) -> bytes:
         kwargs["transparency"] = c.transparency
     buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=False, **kwargs)
-    return buf.getvalue()
+    if not c.chunks:
+        return buf.getvalue()
+    return _splice(buf.getvalue(), c.chunks)
+
+
+def _splice(rendered: bytes, layout) -> bytes:
+    """The rendered PNG with the kept chunks put back where ``layout`` says (between the renderer's chunks).
+
+    Lenient with the PNG writer (another Pillow version may write other chunks): a chunk type it writes that the
+    layout does not place goes just before the image data, a placed type it did not write is skipped."""
+    made: dict = {}
+    for t, d in png_chunks(rendered):
+        made.setdefault(t, []).append(d)
+    placed = {t for t, d in layout if d is None}
+    extra = [(t, d) for t, ds in made.items() if t not in placed for d in ds]
+    out = [PNG_SIGNATURE]
+    for t, d in layout:
+        if d is not None:
+            out.append(_chunk_bytes(t, d))
+            continue
+        if t == b"IDAT":
+            out.extend(_chunk_bytes(x, y) for x, y in extra)
+        out.extend(_chunk_bytes(t, body) for body in made.get(t, []))
+    return b"".join(out)
 
 
 def default_output(archive_path: Path, container: Container) -> Path:

@@ -5,18 +5,27 @@ MAIN = """\b
 Examples:
   bbans compress t10k-images.idx3-ubyte.gz      # -> t10k-images.idx3-ubyte.gz.bba
   bbans decompress t10k-images.idx3-ubyte.gz.bba  # -> t10k-images.idx3-ubyte (uncompressed IDX)
+  bbans compress a.npy b.png c.txt              # one archive each
+  bbans test *.bba                              # decode every archive, write nothing
   bbans info digits.npy.bba
   bbans eval digits.npy --limit 1000
   bbans models
 
 \b
 Exit codes: 0 ok, 1 output or other error, 2 bad input or usage, 3 corrupt archive,
-4 model missing or unfit, 130 interrupted. BBANS_DEBUG=1 shows tracebacks.
+4 model missing or unfit, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 the
+reader of standard output closed it early (quietly, as gzip). With several FILEs, the
+first failure's code. BBANS_DEBUG=1 shows tracebacks.
+
+\b
+Progress: an updating line on a terminal; elsewhere (logs, pipelines) one line every
+10 s on standard error (BBANS_PROGRESS_EVERY=S to change; BBANS_PROGRESS=0 or -q: none).
 """
 
 COMPRESS = """\b
 Examples:
   bbans compress t10k-images.idx3-ubyte.gz
+  bbans compress a.npy b.png c.txt                # three archives: a.npy.bba, b.png.bba, c.txt.bba
   bbans compress digits.npy -o /tmp/digits.bba --batch-size 200
   bbans compress digit.png --model mnist
   bbans compress t10k-images.idx3-ubyte.gz --method lzma   # no model: classical codec
@@ -29,7 +38,10 @@ Inputs (detected by content, not by name):
   IDX    MNIST files, plain or gzip-compressed: restored byte for byte, a .gz input
          as the uncompressed IDX file (gzip output differs between gzip programs)
   PNG    one 8-bit image (modes 1, L, P, LA, RGB, RGBA): restored with identical pixels,
-         mode, palette and transparency, but not identical file bytes
+         mode, palette and transparency, and every other chunk (text, ICC profile,
+         gamma, pHYs, eXIf, tIME, ...) verbatim in its place; the pixel data is
+         compressed anew, so not identical file bytes. A PNG that could not come back
+         so (e.g. bytes after IEND) is coded as its raw bytes instead
   other  any other file (text, random bytes, a 16-bit PNG, a float .npy, ...): its raw
          bytes, coded with the smallest classical codec and restored byte for byte
 
@@ -54,6 +66,7 @@ Examples of the above:
 DECOMPRESS = """\b
 Examples:
   bbans decompress digits.npy.bba                  # -> digits.npy
+  bbans decompress *.bba                           # each next to its archive
   bbans decompress t10k-images.idx3-ubyte.gz.bba   # -> t10k-images.idx3-ubyte
   bbans decompress a.bba -o restored.npy -f
   bbans decompress a.bba --model ./my-model.safetensors
@@ -67,6 +80,20 @@ temporary file beside it and renamed only when complete. With -c, a multi-chunk
 archive is written chunk by chunk as each chunk verifies; a failure then exits
 non-zero after partial output. --range I:J restores items I..J-1 as a file of the
 same kind (npy/IDX header rewritten for J-I items; raw files: bytes I..J-1).
+--rm deletes the archive only once the output is complete and on disk (never with -c).
+'bbans test' checks an archive the same way without writing anything.
+"""
+
+TEST = """\b
+Examples:
+  bbans test digits.npy.bba
+  bbans test *.bba -q && echo all good
+  bbans test big.npy.bba -j 2 --json
+
+\b
+Decodes every item, as decompress would, and checks every checksum and the stored
+file header (or PNG chunks); writes nothing. Exit 0: every archive is good; 3: one is
+damaged; 4: its model is missing or differs.
 """
 
 INFO = """\b
@@ -84,7 +111,9 @@ Examples:
   bbans eval digits.npy -k 50 --iwae-k 5        # quicker estimates
 
 \b
--ELBO is the rate bits-back coding aims at. The IWAE-k bound (k samples, default 10 as in
+-ELBO is the rate bits-back coding aims at. Each step shows its progress (on a terminal,
+an updating line; elsewhere a line every 10 s); the NLL step is the slowest (k network
+passes per item). The IWAE-k bound (k samples, default 10 as in
 the seed's tables) lies between it and the NLL; the NLL estimate (250 samples by default,
 also as in the seed) approaches the model's true negative log-likelihood, the best any coder
 could do with this model. With --particles K the archive is coded with K importance-sampled

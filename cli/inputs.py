@@ -1,11 +1,13 @@
 """Files to compress -> sources of uint8 items plus container info: one probe per input format.
 
 Each probe reads a file's head (and size) and either returns how to read the file as items or says why it is not
-of its kind. Plain ``.npy`` and IDX files are read through a memory map one chunk at a time
-(``bbans.container.sources.FileSource``), so memory does not grow with the input; PNG images and gzip IDX files
-are decoded into memory; any other file is its own bytes, items of shape (size,), memory-mapped too. ``-`` is
-standard input, spooled to a temporary file first (deleted on exit). The container info each probe packs
-(formats.py) lets decompress rebuild the file.
+of its kind. Plain ``.npy`` and IDX files are read one chunk at a time (``CheckedFileSource``: positioned reads, so
+memory does not grow with the input, and a file that shrinks while being read is an error, not a crash: a memory
+map of a truncated file kills the process with SIGBUS); PNG images and gzip IDX files are decoded into memory; any
+other file is its own bytes, items of shape (size,), read the same way. ``-`` is standard input, spooled to a
+temporary file first (deleted on exit). The container info each probe packs (formats.py) lets decompress rebuild
+the file. ``Input.check_unchanged`` tells whether the file changed since it was opened (size, modification time,
+inode), so an archive of a file that changed while being read is never kept.
 """
 from __future__ import annotations
 
@@ -33,6 +35,45 @@ NPY_MAGIC = b"\x93NUMPY"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+class InputChanged(InputError):
+    """The input file changed (size, modification time or identity) while it was being read."""
+
+
+@dataclass(frozen=True)
+class CheckedFileSource(FileSource):
+    """A ``FileSource`` read with positioned reads instead of a memory map: the same items, the same bounded
+    memory, but a file that became shorter raises ``InputChanged`` (a truncated memory map raises SIGBUS)."""
+
+    def read(self, i: int, j: int) -> np.ndarray:
+        n = max(0, j - i)
+        out = np.empty((n, *self.shape[1:]), np.uint8)
+        if n == 0:
+            return out
+        view = memoryview(out.reshape(-1)).cast("B")
+        pos, got = self.offset + i * self.item_bytes, 0
+        with open(self.path, "rb", buffering=0) as f:
+            while got < view.nbytes:
+                k = os.preadv(f.fileno(), [view[got:]], pos + got) if hasattr(os, "preadv") else \
+                    _pread_into(f, view[got:], pos + got)
+                if k <= 0:
+                    raise InputChanged(f"{self.path}: the file became shorter while it was being read "
+                                       f"({pos + got:,} bytes instead of {self.offset + self.shape[0] * self.item_bytes:,}); "
+                                       "nothing was written")
+                got += k
+        return out
+
+
+def _pread_into(f, view, pos: int) -> int:
+    f.seek(pos)
+    return f.readinto(view) or 0
+
+
+def file_state(path: Path) -> tuple:
+    """What tells that a file changed: (device, inode, size, modification time in ns)."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
 @dataclass
 class Input:
     """A file to compress. ``source`` gives its items (N, *item_shape) chunk by chunk."""
@@ -46,6 +87,23 @@ class Input:
     file_bytes: int
     notes: list = field(default_factory=list)
     from_stdin: bool = False
+    state: tuple = ()     # file_state(path) before anything was read
+
+    def check_unchanged(self, after: bool = False) -> None:
+        """InputChanged unless the file is still as it was when opened (what was coded is what is on disk);
+        ``after``: checked again after the archive was kept, before deleting the input (--rm)."""
+        try:
+            now = file_state(self.path)
+        except OSError:
+            now = None
+        if now != self.state:
+            what = "was removed or replaced" if now is None or now[:2] != self.state[:2] else \
+                f"changed size ({self.state[2]:,} -> {now[2]:,} bytes)" if now[2] != self.state[2] else "was modified"
+            if after:
+                raise InputChanged(f"{self.name}: the file {what} after it was compressed, so it was not deleted "
+                                   "(--rm); the archive holds its earlier content")
+            raise InputChanged(f"{self.name}: the file {what} while it was being compressed; the archive was not "
+                               "kept (compress it again once nothing writes to it)")
 
     @property
     def shape(self) -> tuple:
@@ -58,7 +116,7 @@ class Input:
     @property
     def raw_source(self) -> FileSource:
         """The file's own bytes as items of shape (size,)."""
-        return FileSource(str(self.path), 0, (self.file_bytes,))
+        return CheckedFileSource(str(self.path), 0, (self.file_bytes,))
 
 
 class NotThisKind(Exception):
@@ -95,7 +153,7 @@ def probe_npy(path: Path, head: bytes, size: int, name: str):
                           f"holds {size - len(preamble)}; the file is truncated or has trailing bytes")
     items = (1, *shape) if len(shape) == 2 else tuple(shape)
     return ("npy", formats.npy_info(preamble), f".npy {dtype} array, {' x '.join(map(str, shape))}",
-            FileSource(str(path), len(preamble), items))
+            CheckedFileSource(str(path), len(preamble), items))
 
 
 def _idx_items(header: bytes, name: str) -> tuple:
@@ -119,7 +177,7 @@ def probe_idx(path: Path, head: bytes, size: int, name: str):
                           f"{size - n} bytes")
     items = _idx_items(head[:n], name)
     return ("idx", formats.idx_info(head[:n], was_gzip=False), f"MNIST IDX, {' x '.join(map(str, shape))}",
-            FileSource(str(path), n, items))
+            CheckedFileSource(str(path), n, items))
 
 
 def probe_gzip_idx(path: Path, head: bytes, size: int, name: str):
@@ -145,21 +203,47 @@ def probe_png(path: Path, head: bytes, size: int, name: str):
     """One 8-bit PNG image (modes 1, L, P, LA, RGB, RGBA), decoded into memory as (1, H, W[, C])."""
     from PIL import Image
 
+    raw = path.read_bytes()
     try:
-        im = Image.open(io.BytesIO(path.read_bytes()))
+        im = Image.open(io.BytesIO(raw))
         im.load()
     except Exception as exc:  # Pillow raises many kinds (OSError, SyntaxError, DecompressionBombError, ...)
         raise NotThisKind(f"{name}: not a readable PNG image ({type(exc).__name__}: {exc})") from None
     if getattr(im, "n_frames", 1) > 1:
         raise NotThisKind(f"{name}: an animated PNG ({im.n_frames} frames); bbans codes single images")
     try:
-        arr, info = formats.png_pixels_and_info(im)
+        arr, info = formats.png_pixels_and_info(im, raw)
     except ValueError as exc:
         raise NotThisKind(f"{name}: {exc}") from None
+    problem = png_restore_problem(raw, arr, info)
+    if problem is not None:  # never code a PNG as pixels unless decompress gives back its pixels and chunks
+        raise NotThisKind(f"{name}: a PNG, but {problem}")
     h, w = arr.shape[:2]
     chans = f" x {arr.shape[2]} channels" if arr.ndim == 3 else ""
     return ("png", info, f"PNG image, mode {im.mode}, {h} x {w}{chans}",
             ArraySource(np.ascontiguousarray(arr.reshape(1, *arr.shape))))
+
+
+def png_restore_problem(original: bytes, pixels: np.ndarray, info: bytes) -> str | None:
+    """Why the PNG that decompress would write from ``pixels`` and ``info`` differs from ``original`` in its
+    pixels (as decoded) or in its other chunks (type, data, order); None when both are the same."""
+    from PIL import Image
+
+    try:
+        c = formats.parse_info(info)
+        made = formats.render(pixels.reshape(1, *pixels.shape), c)
+        back = Image.open(io.BytesIO(made))
+        back.load()
+        orig = Image.open(io.BytesIO(original))
+        orig.load()
+        if back.mode != orig.mode or not np.array_equal(np.asarray(back), np.asarray(orig)):
+            return "its pixels would not come back identical"
+        anew = formats.png_written_anew(c.mode, c.transparency)
+        if formats.png_layout(formats.png_chunks(made), anew) != formats.png_layout(formats.png_chunks(original), anew):
+            return "its other chunks (text, colour profile, ...) would not come back identical"
+    except Exception as exc:  # noqa: BLE001 -- any failure means "cannot promise the same file"
+        return f"it cannot be written back as it was ({type(exc).__name__}: {exc})"
+    return None
 
 
 def _probe_for(head: bytes):
@@ -179,8 +263,8 @@ def _probe_for(head: bytes):
     return "not a uint8 .npy array, MNIST IDX file (plain or .gz) or PNG image, the kinds bbans models"
 
 
-PNG_NOTE = ("PNG: decompress restores identical pixels (mode, palette, transparency), not identical file bytes; "
-            "other chunks (text, colour profile, gamma) are not kept")
+PNG_NOTE = ("PNG: decompress restores identical pixels (mode, palette, transparency) and keeps every other chunk "
+            "(text, colour profile, gamma, ...) verbatim; the pixel data is compressed anew, so the file bytes differ")
 GZIP_NOTE = ("the input is gzip-compressed: decompress restores the uncompressed IDX file (a gzip wrapper cannot be "
              "rebuilt byte for byte; gzip it again if you need the .gz)")
 
@@ -192,6 +276,8 @@ def open_input(file) -> Input:
     path = spool_stdin() if from_stdin else Path(file)
     name = "stdin" if from_stdin else str(file)
     size = readable_size(path)
+    state = file_state(path)
+    size = state[2]
     with open(path, "rb") as f:
         head = f.read(HEAD_BYTES)
     if head.startswith(ARCHIVE_MAGIC):
@@ -203,10 +289,10 @@ def open_input(file) -> Input:
         kind, info, description, source = probe(path, head, size, name)
         notes = [PNG_NOTE] if kind == "png" else [GZIP_NOTE] if description.startswith("MNIST IDX (gzip") else []
     except NotThisKind as why:
-        kind, info, description = "raw", formats.raw_info(), f"raw bytes, {size:,} bytes"
-        source, notes = FileSource(str(path), 0, (size,)), [f"{str(why).rstrip('.')}: compressed as raw bytes "
-                                                             "(restored byte for byte)"]
-    return Input(path, name, kind, info, description, source, size, notes, from_stdin)
+        kind, info, description = "raw", formats.raw_info(), "raw bytes"
+        source, notes = CheckedFileSource(str(path), 0, (size,)), [f"{str(why).rstrip('.')}: compressed as raw "
+                                                                    "bytes (restored byte for byte)"]
+    return Input(path, name, kind, info, description, source, size, notes, from_stdin, state)
 
 
 # ------------------------------------------------------------------------------------------------ plumbing
@@ -219,9 +305,19 @@ def _remove_quietly(p: str) -> None:
         pass
 
 
+_SPOOLED: list = []
+
+
+def remove_spooled() -> None:
+    """Remove the spooled copies of standard input now (for an exit that skips atexit handlers)."""
+    while _SPOOLED:
+        _remove_quietly(_SPOOLED.pop())
+
+
 def spool_stdin() -> Path:
     """Copy standard input into a temporary file (removed when the program exits) and return its path."""
     fd, tmp = tempfile.mkstemp(prefix="bbans-stdin.")
+    _SPOOLED.append(tmp)
     atexit.register(_remove_quietly, tmp)
     with os.fdopen(fd, "wb") as f:
         shutil.copyfileobj(sys.stdin.buffer, f, 1 << 20)

@@ -1,31 +1,99 @@
-"""The ``bbans`` command line: compress, decompress, info, eval, models, train.
+"""The ``bbans`` command line: compress, decompress, test, info, eval, models, train.
 
 Each command maps files to the core's sources and sinks (inputs.py, outputs.py), runs one call of the core
 (``bbans.container.pipeline``) or of the models package, and prints what happened through one renderer
 (report.py). Everything heavy (the coder, the model registry, torch) is imported inside the commands so that
 ``bbans --help`` answers at once.
+
+compress, decompress and test take several files, as gzip does (``Batch``). Failures end in ``bbans: error: ...``
+and a non-zero status (usage errors too: ``BBANSGroup.main``); a reader that closes standard output ends the
+command quietly with 141; Ctrl-C and SIGTERM remove partial outputs (130, 143). ``main`` is the console entry;
+``_finish`` makes sure the process then exits with that status (tests/faulting.py checks all of this under
+faults, in real processes).
 """
 from __future__ import annotations
 
+import io
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 
-import click
 
-from bbans.errors import ArchiveError, BBANSError, InputError, ModelError
-from bbans_models.datasets import RECIPES  # plain data: imports no torch
+def _ignore_ctrl_c_in_a_worker() -> None:
+    """A worker process of ``-j N`` (started by multiprocessing's spawn method) imports the command's main script,
+    hence this module, while it starts. Ctrl-C reaches the whole process group, and a worker hit by it while
+    starting or idle prints a traceback; the command stops its workers itself (and they inherit no blocked signal
+    mask, only ignored signals). So a worker being prepared ignores SIGINT from here on, as early as it can."""
+    mp = sys.modules.get("multiprocessing.process")
+    if mp is not None and getattr(mp.current_process(), "_inheriting", False):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-from . import helptext
-from .outputs import OutputFile, check_output, output_path
-from .ui import Progress, fmt_bytes, short_sha
+
+_ignore_ctrl_c_in_a_worker()
+
+import click  # noqa: E402
+
+from bbans.errors import ArchiveError, BBANSError, InputError, ModelError  # noqa: E402
+from bbans_models.datasets import RECIPES  # noqa: E402 -- plain data: imports no torch
+
+from . import helptext  # noqa: E402
+from .outputs import OutputFile, check_output, output_path  # noqa: E402
+from .ui import Progress, fmt_bytes, short_sha  # noqa: E402
 
 METHODS = ("auto", "bits-back", "deflate", "lzma", "bz2", "stored")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (temporary outputs are removed) but exiting 143 (128 + SIGTERM)."""
+
+
+_STANDALONE = False  # set by main(): this process is the bbans command itself (not a test runner or a library)
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not isinstance(exc, BBANSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return str(exc)
+
+
+def _quiet_stdout() -> None:
+    """After the reader of standard output went away: point it at /dev/null, so that Python's last flush at exit
+    does not print a second error."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
 class BBANSGroup(click.Group):
-    """Turns project errors into ``bbans: error: ...`` with the error's exit code, and Ctrl-C into exit 130."""
+    """Turns project errors into ``bbans: error: ...`` with the error's exit code (usage errors too, exit 2),
+    Ctrl-C into exit 130, SIGTERM into 143, and a reader closing standard output early into a quiet exit 141
+    (what gzip's death by SIGPIPE gives)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            msg = exc.format_message().rstrip()
+            msg = msg[:-1] if msg.endswith(".") and not msg.endswith("..") else msg
+            click.echo(f"bbans: error: {msg}{where}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"bbans: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:  # Ctrl-C while click parsed the command line
+            click.echo("bbans: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx):
         try:
@@ -35,18 +103,27 @@ class BBANSGroup(click.Group):
                 raise
             click.echo(f"bbans: error: {exc}", err=True)
             ctx.exit(getattr(exc, "exit_code", 1))
-        except KeyboardInterrupt:
-            click.echo("\nbbans: interrupted; no output file was written", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            _echo_err("\nbbans: interrupted; no partial output was left")
+            ctx.exit(143 if isinstance(exc, Terminated) else 130)
         except MemoryError:
             click.echo("bbans: error: out of memory; code the data in smaller files", err=True)
             ctx.exit(1)
+        except BrokenPipeError:  # the reader of our output left (e.g. '| head -c 1'): quiet, as gzip
+            _quiet_stdout()
+            ctx.exit(141)
         except OSError as exc:  # disk full, permission denied while writing, ...
             if os.environ.get("BBANS_DEBUG"):
                 raise
-            where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"bbans: error: {where}{exc.strerror or exc}", err=True)
+            click.echo(f"bbans: error: {_error_text(exc)}", err=True)
             ctx.exit(1)
+
+
+def _echo_err(text: str) -> None:
+    try:
+        click.echo(text, err=True)
+    except OSError:
+        pass
 
 
 @click.group(cls=BBANSGroup, context_settings=CONTEXT, epilog=helptext.MAIN)
@@ -76,69 +153,179 @@ def _model_ref(ref: str | None):
     return None if ref is None else registry.load_model(ref)
 
 
+class Batch:
+    """Runs one command over several files as gzip does: an error on one file is reported (``bbans: error: ...``)
+    and the others go on; the exit code is the first failure's. Ctrl-C, SIGTERM and a closed standard output stop
+    everything (they propagate). Reports are printed as each file finishes; with ``--json`` one object for one
+    file, a list for several (failures as ``{"input", "error", "exit_code"}``)."""
+
+    def __init__(self, files, as_json: bool, quiet: bool, report_to_stderr: bool):
+        self.files, self.as_json, self.quiet, self.err = list(files), as_json, quiet, report_to_stderr
+        self.codes: list[int] = []
+        self.json: list = []
+        self.shown = False
+
+    def run(self, ctx, fn) -> None:
+        for file in self.files:
+            try:
+                report = fn(file)
+            except (KeyboardInterrupt, BrokenPipeError, MemoryError):
+                raise
+            except (BBANSError, OSError) as exc:
+                if os.environ.get("BBANS_DEBUG"):
+                    raise
+                code = getattr(exc, "exit_code", 1) if isinstance(exc, BBANSError) else 1
+                _echo_err(f"bbans: error: {_error_text(exc)}")
+                self.codes.append(code)
+                self.json.append({"input": str(file), "error": _error_text(exc), "exit_code": code})
+                continue
+            self.codes.append(0)
+            if report is None:
+                continue
+            if self.as_json:
+                self.json.append(report.data)
+                if len(self.files) == 1:
+                    click.echo(report.render(True), err=self.err)
+            elif not self.quiet:
+                if len(report.fields) > 1 and self.shown:  # a blank line between reports of several lines
+                    click.echo("", err=self.err)
+                click.echo(report.render(False), err=self.err)
+                self.shown = len(report.fields) > 1
+        if self.as_json and len(self.files) > 1:
+            import json
+
+            click.echo(json.dumps(self.json, indent=2), err=self.err)
+        bad = [c for c in self.codes if c]
+        if bad:
+            ctx.exit(bad[0])
+
+
+def _check_files(files, output, to_stdout, keep, remove, what: str) -> None:
+    if keep and remove:
+        raise click.UsageError("-k/--keep and --rm contradict each other")
+    if to_stdout and output is not None:
+        raise click.UsageError("-c/--stdout and -o/--output contradict each other: -c writes to standard output")
+    names = [str(f) for f in files]
+    if "-" in names and len(names) > 1:
+        raise click.UsageError("'-' (standard input) must be the only FILE")
+    if len(names) > 1:
+        if to_stdout:
+            raise click.UsageError(f"-c/--stdout takes one FILE{what}; leave out -c to write each output "
+                                   "next to its FILE")
+        if output is not None and not Path(output).is_dir():
+            raise click.UsageError(f"-o with several FILEs must be an existing folder ({output} is not)")
+
+
+def _rm_ignored(quiet: bool, what: str) -> None:
+    if not quiet:
+        click.echo(f"bbans: note: --rm ignored: the {what} is kept when the output goes to standard output", err=True)
+
+
+def _verbosity(quiet: bool, verbose: bool):
+    if quiet and verbose:
+        raise click.UsageError("-q/--quiet and -v/--verbose contradict each other")
+
+
 # ----------------------------------------------------------------------------------------------- compress
 
 
 @cli.command(context_settings=CONTEXT, epilog=helptext.COMPRESS)
-@click.argument("file", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Archive path (default: FILE.bba); a folder puts FILE.bba there.")
+@click.argument("files", metavar="FILE...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help="Archive path (default: FILE.bba); a folder puts FILE.bba there (the only form with several FILEs).")
 @click.option("-m", "--model", "model_ref", metavar="NAME|PATH",
               help="Model to code with: an installed model's name or a weights file (default: the installed model that fits the data).")
 @click.option("-b", "--batch-size", type=click.IntRange(1, 1_000_000), default=100, show_default=True,
               help="Items per network call; larger is faster, the archive rate barely changes.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite the output if it exists.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite the output if it exists (never the input itself).")
 @click.option("--method", type=click.Choice(METHODS), default="auto", show_default=True,
               help="auto: bits-back with the model, or a classical codec when that is smaller (small inputs); "
                    "bits-back: always; deflate/lzma/bz2/stored: a classical codec, no model needed.")
 @click.option("-p", "--particles", type=click.IntRange(1, 4096), default=1, show_default=True,
               help="Monte-Carlo bits-back with K importance-sampled particles per item: the rate drops from the "
                    "-ELBO toward the IWAE-K bound, at about K times the model work. 1: standard bits-back.")
-@click.option("--no-elbo", is_flag=True, help="Skip the model's -ELBO comparison (saves one pass of the model over the data).")
+@click.option("--no-elbo", is_flag=True,
+              help="Skip the -ELBO comparison: after coding with a model, the report measures the model's -ELBO on "
+                   "the same data, one more pass of the network over every item (with the shipped mnist model "
+                   "about 40% of the coding time; with -p K, K passes more for the IWAE-K bound). Done only for "
+                   "data a model coded.")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True,
-              help="Write the archive to standard output (FILE '-' reads standard input and implies -c unless -o).")
+              help="Write the archive to standard output (FILE '-' reads standard input and implies -c unless -o); "
+                   "the report goes to standard error.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the input file (the default, as with gzip -k).")
-@click.option("--rm", "remove", is_flag=True, help="Delete the input file once the archive is complete.")
+@click.option("--rm", "remove", is_flag=True,
+              help="Delete the input file once its archive is complete and on disk (ignored with -c, as zstd does).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Processes coding chunks in parallel (inputs of several chunks); the archive is the same for any N.")
 @click.option("--chunk-items", type=click.IntRange(1, None),
               help="Items per chunk; inputs with more items become a multi-chunk archive [default: 10,000 items "
                    "and at most 8 MiB per chunk; raw bytes: 8 MiB].")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def compress(file: Path, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout, keep, remove,
-             jobs, chunk_items, as_json):
-    """Compress FILE into a .bba archive with bits-back coding.
+@click.option("-q", "--quiet", is_flag=True, help="No report, notes or progress; errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="A longer report: initial bits, payload, batch schedule, chunk methods.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (a list for several FILEs).")
+@click.pass_context
+def compress(ctx, files, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout, keep, remove,
+             jobs, chunk_items, quiet, verbose, as_json):
+    """Compress each FILE into a .bba archive with bits-back coding.
 
     Prints the archive size and rate in bits per dimension (bits/dim: archive bits divided by the number of
     pixel values), next to the model's own -ELBO on the same data: bits-back coding should land within a
-    fraction of a percent of it, plus a small fixed cost per archive.
+    fraction of a percent of it, plus a small fixed cost per archive. Several FILEs give one archive each;
+    an error on one is reported and the others go on (exit code: the first failure's).
     """
+    _verbosity(quiet, verbose)
+    _check_files(files, output, to_stdout, keep, remove, " (an archive holds one file)")
+    stdin_only = [str(f) for f in files] == ["-"]
+    to_stdout = to_stdout or (stdin_only and output is None)
+    if remove and to_stdout:
+        _rm_ignored(quiet, "input")
+        remove = False
+    many = len(files) > 1
+
+    def one(file: Path):
+        return _compress_one(file, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout,
+                             remove, jobs, chunk_items, quiet, verbose, many)
+
+    Batch(files, as_json, quiet, to_stdout).run(ctx, one)
+
+
+def _compress_one(file, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout, remove, jobs,
+                  chunk_items, quiet, verbose, many):
     from bbans.container.pipeline import EncodeOptions, FileBytes, encode
 
     from .inputs import open_input
+    from .outputs import check_not_input, signals_deferred, sync_folder
     from .report import compress_report
 
-    if keep and remove:
-        raise click.UsageError("-k/--keep and --rm contradict each other")
-    inp = open_input(file)  # '-' = stdin; .npy, IDX and raw bytes are memory-mapped, not read whole
-    to_stdout = to_stdout or (inp.from_stdin and output is None)
+    inp = open_input(file)  # '-' = stdin; .npy, IDX and raw bytes are read one chunk at a time, not whole
     out = None if to_stdout else output_path(output, file.with_name(file.name + ".bba"))
     if out is not None:
+        check_not_input(out, None if inp.from_stdin else inp.path)
         check_output(out, force)
     classical = method not in ("auto", "bits-back")
     options = EncodeOptions(method=method, model_ref=None if classical else model_ref, batch_size=batch_size,
                             particles=particles, chunk_items=chunk_items, jobs=jobs,
                             want_elbo=not (no_elbo or classical), extra=inp.info)
     fallback = None if inp.kind == "raw" else FileBytes(inp.raw_source, _raw_info(), inp.kind)
-    with OutputFile(out, force) as sink, Progress("compressing") as progress, Progress("-ELBO") as elbo_progress:
+    label = f"compressing {inp.name}" if many else "compressing"
+    show = False if quiet else None
+    with OutputFile(out, force) as sink, Progress(label, show) as progress, \
+            Progress(f"-ELBO of {inp.name}" if many else "-ELBO", show, lazy=True) as elbo_progress:
         try:
             rep = encode(inp.source, sink, options, file_bytes=fallback, progress=progress,
                          eval_progress=elbo_progress)
         except (InputError, ModelError) as exc:
             raise _named(exc, inp.name) from None
+        if not inp.from_stdin:
+            inp.check_unchanged()  # what was coded is what is on disk: else no archive, and never --rm
         sink.commit()
     if remove and not inp.from_stdin:
-        os.unlink(inp.path)
-    click.echo(compress_report(inp, rep, str(out or "stdout"), jobs).render(as_json), err=to_stdout)
+        inp.check_unchanged(after=True)
+        sync_folder(out)  # the archive's name is durable before the input goes
+        with signals_deferred():
+            os.unlink(inp.path)
+    return compress_report(inp, rep, str(out or "stdout"), jobs, elbo_asked=not (no_elbo or classical),
+                           verbose=verbose)
 
 
 def _raw_info() -> bytes:
@@ -151,49 +338,106 @@ def _raw_info() -> bytes:
 
 
 @cli.command(context_settings=CONTEXT, epilog=helptext.DECOMPRESS)
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("files", metavar="FILE...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Output path (default: FILE without .bba; a gzip IDX input comes back without .gz too).")
+              help="Output path (default: FILE without .bba; a gzip IDX input comes back without .gz too); "
+                   "a folder puts the file there (the only form with several FILEs).")
 @click.option("-m", "--model", "model_ref", metavar="NAME|PATH",
               help="Model weights file to decode with, when the archive's model is not installed "
                    "(its sha256 must match the archive's).")
-@click.option("-f", "--force", is_flag=True, help="Overwrite the output if it exists.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite the output if it exists (never the archive itself).")
 @click.option("-c", "--stdout", "to_stdout", is_flag=True,
               help="Write to standard output (FILE '-' reads the archive from standard input and implies -c "
-                   "unless -o).")
+                   "unless -o); the report goes to standard error.")
 @click.option("-k", "--keep", is_flag=True, help="Keep the archive (the default, as with gzip -k).")
-@click.option("--rm", "remove", is_flag=True, help="Delete the archive once the output is complete.")
+@click.option("--rm", "remove", is_flag=True,
+              help="Delete the archive once the output is complete and on disk (ignored with -c).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Processes decoding chunks in parallel (multi-chunk archives).")
 @click.option("--range", "item_range", metavar="I:J",
               help="Restore only items I..J-1 (0-based); decodes only the chunks that hold them.")
-def decompress(file: Path, output, model_ref, force, to_stdout, keep, remove, jobs, item_range):
-    """Restore the file compressed into FILE (a .bba archive), exactly."""
-    from .restore import restore
-    from .report import decompress_line
+@click.option("-q", "--quiet", is_flag=True, help="No report, notes or progress; errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="A longer report: the archive's method, model and container.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (a list for several FILEs).")
+@click.pass_context
+def decompress(ctx, files, output, model_ref, force, to_stdout, keep, remove, jobs, item_range, quiet, verbose,
+               as_json):
+    """Restore the file compressed into each FILE (a .bba archive), exactly."""
+    _verbosity(quiet, verbose)
+    _check_files(files, output, to_stdout, keep, remove, "")
+    stdin_only = [str(f) for f in files] == ["-"]
+    to_stdout = to_stdout or (stdin_only and output is None)
+    if remove and to_stdout:
+        _rm_ignored(quiet, "archive")
+        remove = False
+    model = _model_ref(model_ref) if jobs == 1 and model_ref else None
+    many = len(files) > 1
 
-    if keep and remove:
-        raise click.UsageError("-k/--keep and --rm contradict each other")
-    t0 = time.perf_counter()
-    with Progress("decompressing") as progress:
-        try:
-            done = restore(file, output, to_stdout, force, item_range, _model_ref(model_ref) if jobs == 1 else None,
-                           model_ref, jobs, progress)
-        except ModelError as exc:
-            hint = "" if model_ref else " (if you have the model's weights file, pass it with --model PATH)"
-            raise ModelError(f"{file}: {exc}{hint}") from None
-        except (ArchiveError, InputError) as exc:
-            raise _named(exc, str(file)) from None
-    if remove and not done.from_stdin:
-        os.unlink(file)
-    part = "" if done.whole else f" (items {item_range}: {done.chunks_read} of {done.chunks} chunks decoded)"
-    echo = lambda s: click.echo(s, err=done.out == "stdout")  # noqa: E731
-    echo(decompress_line(done.out, done.kind, done.nbytes, done.shape, part, time.perf_counter() - t0))
-    if done.kind == "idx" and done.gzip:
-        echo("note: the original was gzip-compressed; this is the uncompressed IDX file "
-             "(gzip it again if you need the .gz)")
-    elif done.kind == "png":
-        echo("note: PNG pixels are identical to the original; the file bytes may differ")
+    def one(file: Path):
+        from .outputs import signals_deferred, sync_folder
+        from .report import decompress_report
+        from .restore import restore
+
+        t0 = time.perf_counter()
+        label = f"decompressing {file}" if many else "decompressing"
+        with Progress(label, False if quiet else None) as progress:
+            try:
+                done = restore(file, output, to_stdout, force, item_range, model, model_ref, jobs, progress)
+            except ModelError as exc:
+                hint = "" if model_ref else " (if you have the model's weights file, pass it with --model PATH)"
+                raise ModelError(f"{file}: {exc}{hint}") from None
+            except (ArchiveError, InputError) as exc:
+                raise _named(exc, str(file)) from None
+        if remove and not done.from_stdin:
+            sync_folder(Path(done.out))
+            with signals_deferred():
+                os.unlink(file)
+        return decompress_report(done, time.perf_counter() - t0, item_range, verbose)
+
+    Batch(files, as_json, quiet, to_stdout).run(ctx, one)
+
+
+# --------------------------------------------------------------------------------------------------- test
+
+
+@cli.command(name="test", context_settings=CONTEXT, epilog=helptext.TEST)
+@click.argument("files", metavar="FILE...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-m", "--model", "model_ref", metavar="NAME|PATH",
+              help="Model weights file to decode with, when the archive's model is not installed.")
+@click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Processes decoding chunks in parallel (multi-chunk archives).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing for good archives; errors only.")
+@click.option("-v", "--verbose", is_flag=True, help="Also describe the file each archive holds.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (a list for several FILEs).")
+@click.pass_context
+def test(ctx, files, model_ref, jobs, quiet, verbose, as_json):
+    """Check that each FILE (a .bba archive) decodes completely, as decompress would, without writing anything.
+
+    Every checksum is verified (each chunk's, the whole data's, the seed check of bits-back). Exit 0 when all
+    are good, 3 when one is damaged, 4 when its model is missing.
+    """
+    from .report import test_report
+    from .restore import test_archive
+
+    _verbosity(quiet, verbose)
+    if "-" in [str(f) for f in files] and len(files) > 1:
+        raise click.UsageError("'-' (standard input) must be the only FILE")
+    model = _model_ref(model_ref) if jobs == 1 and model_ref else None
+
+    def one(file: Path):
+        t0 = time.perf_counter()
+        label = f"testing {file}"
+        with Progress(label, False if quiet else None) as progress:
+            try:
+                t = test_archive(file, model, model_ref, jobs, progress)
+            except ModelError as exc:
+                hint = "" if model_ref else " (if you have the model's weights file, pass it with --model PATH)"
+                raise ModelError(f"{file}: {exc}{hint}") from None
+            except (ArchiveError, InputError) as exc:
+                raise _named(exc, str(file)) from None
+        return test_report(str(file), t, time.perf_counter() - t0, verbose)
+
+    Batch(files, as_json, quiet, False).run(ctx, one)
 
 
 # --------------------------------------------------------------------------------------------------- info
@@ -345,6 +589,8 @@ def train(recipe: str, out: Path, latent_channels, top_latent_channels, ar_chann
             click.echo(f"\nbbans: interrupted; the last finished epoch is in {float_checkpoint_path(out)}: continue "
                        "with --resume, or export it as is with --resume --epochs 0", err=True)
         raise click.exceptions.Exit(130)
+    if done is None:  # another process of a torchrun run: rank 0 exports and reports
+        return
     elbo = done["test_neg_elbo_bpd"]
     click.echo(f"model {done['name']}, sha256 {short_sha(done['sha256'])}"
                + (f"; coding-model -ELBO on test[:{done['test_items']}] {elbo:.4f} bits/dim" if elbo is not None
@@ -353,15 +599,63 @@ def train(recipe: str, out: Path, latent_channels, top_latent_channels, ar_chann
 
 
 def _terminate(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: temporary outputs are removed
+    raise Terminated  # SIGTERM cleans up like Ctrl-C: temporary outputs are removed
 
 
 def main(argv=None):
-    """Console-script entry point."""
-    import signal
-
+    """Console-script entry point: runs the command, then ends the process (``_finish``) with its exit status."""
+    global _STANDALONE
+    _STANDALONE = True
+    # worker processes and multiprocessing's resource tracker start with this process's -W options: after a pool
+    # stopped by an error (see _finish) the tracker would warn about the pool's semaphores it then cleans up
+    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
     signal.signal(signal.SIGTERM, _terminate)
-    return cli.main(args=argv, prog_name="bbans")
+    try:
+        cli.main(args=argv, prog_name="bbans")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    _finish(code)
+    sys.exit(code)
+
+
+def _finish(code: int, grace: float = 3.0) -> None:
+    """The command is over. A Ctrl-C or SIGTERM from now on interrupts nothing: the process exits with the
+    command's own status instead of dying by the signal. And the interpreter's exit must neither hang nor print
+    tracebacks: a process pool stopped by an error (a closed stdout, a full disk, Ctrl-C) can leave its queue
+    threads blocked for ever or its pipes closed, and Python joins and wakes them at exit. So after a failure with
+    such threads or processes left, leave at once; after a success, if the exit has not happened ``grace``
+    seconds later (outputs and temporary files were already dealt with either way)."""
+    import threading
+
+    signal.signal(signal.SIGINT, lambda *a: _hard_exit(code))
+    signal.signal(signal.SIGTERM, lambda *a: _hard_exit(code))
+    if threading.active_count() > 1 or _has_children():
+        if code != 0:
+            _hard_exit(code)
+        timer = threading.Timer(grace, _hard_exit, (code,))
+        timer.daemon = True
+        timer.start()
+
+
+def _has_children() -> bool:
+    mp = sys.modules.get("multiprocessing")
+    try:
+        return bool(mp and mp.active_children())
+    except Exception:  # noqa: BLE001 -- only a hint
+        return False
+
+
+def _hard_exit(code: int) -> None:
+    from .inputs import remove_spooled
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 -- e.g. a closed pipe: nothing more can be said there
+            pass
+    remove_spooled()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from collections import Counter
 
 import numpy as np
 
-from .ui import fmt_bytes, fmt_gap, fmt_seconds, fmt_shape, kv, short_sha
+from .ui import fmt_bytes, fmt_gap, fmt_seconds, fmt_shape, kv, plural, short_sha
 
 BITS_BACK = ("bits-back", "bits-back-is")  # archive methods coded with a model
 
@@ -55,19 +55,35 @@ class Report:
 
 
 def _ratio(before: int, after: int) -> str:
+    if before <= 0:
+        return "the input is empty"
     if after <= before:
         return f"{before / max(after, 1):.2f}x smaller than the input file"
-    return f"{after / max(before, 1):.2f}x LARGER than the input file"
+    return f"{after / before:.2f}x LARGER than the input file"
 
 
-def compress_report(inp, rep, out: str, jobs: int) -> Report:
-    """What ``bbans compress`` did with the input ``inp`` (cli/inputs.py): ``rep`` is the pipeline's report."""
+def _elbo_not_computed(rep, dims: int, elbo_asked: bool) -> str | None:
+    """Why the report has no -ELBO line, or None when there is nothing worth saying."""
+    if not dims:
+        return "the input holds no data values"
+    if not elbo_asked:
+        return "skipped (--no-elbo)" if rep.model_name or rep.fitting_model else None
+    if not any(m in BITS_BACK for m in rep.methods):
+        return None  # no model coded this archive: there is no bits-back rate to compare
+    if any(m not in BITS_BACK for m in rep.methods):
+        return "not computed: some chunks were coded with a classical codec, so it would not describe the archive"
+    return f"not computed: the model {rep.model_name!r} does not report its -ELBO (no neg_elbo_bits method)"
+
+
+def compress_report(inp, rep, out: str, jobs: int, *, elbo_asked: bool = True, verbose: bool = False) -> Report:
+    """What ``bbans compress`` did with the input ``inp`` (cli/inputs.py): ``rep`` is the pipeline's report;
+    ``elbo_asked``: whether the -ELBO pass was wanted (no --no-elbo); ``verbose`` (-v) adds the coder's details."""
     r = Report()
     dims = rep.raw_bytes
     bpd = 8 * rep.archive_bytes / dims if dims else None
     mapped = rep.n_chunks > 1 and hasattr(inp.source, "path")
     r.add("input", f"{inp.name}: {inp.description}; {fmt_bytes(inp.file_bytes)}"
-          + (" (memory-mapped, read one chunk at a time)" if mapped else ""), inp.name)
+          + (" (read one chunk at a time)" if mapped else ""), inp.name)
     values = f", values {rep.value_range[0]}..{rep.value_range[1]}" if rep.value_range else ""
     r.add("data", f"{fmt_shape(inp.shape)} uint8{values}", list(inp.shape), "shape")
     r.extend(value_range=rep.value_range)
@@ -79,23 +95,45 @@ def compress_report(inp, rep, out: str, jobs: int) -> Report:
     r.add("method", used + (f" ({rep.reason})" if rep.reason else ""), used)
     r.extend(reason=rep.reason)
     if rep.n_chunks > 1:
-        r.add("chunks", f"{rep.n_chunks:,} independent chunks of up to {rep.chunk_items:,} items "
+        r.add("chunks", f"{rep.n_chunks:,} independent chunks of up to {plural(rep.chunk_items, 'item')} "
                         "(decode part with --range I:J)", rep.n_chunks, "n_chunks")
     r.add("archive", f"{out}: {fmt_bytes(rep.archive_bytes)}, " + (f"{bpd:.4f} bits/dim, " if bpd else "")
           + _ratio(inp.file_bytes, rep.archive_bytes), rep.archive_bytes, "archive_bytes")
     r.extend(output=out, bits_per_dim=bpd, input_bytes=inp.file_bytes)
+    bits_back = used in BITS_BACK
     if rep.elbo_bits is not None and dims:
         elbo = rep.elbo_bits / dims
         r.add("-ELBO", f"{elbo:.4f} bits/dim (the model's own -ELBO on this data)", elbo, "neg_elbo_bits_per_dim")
-        tail = "; includes the archive header and initial bits)" if used in BITS_BACK else ")"
-        r.add("gap", f"{fmt_gap(bpd, elbo)} (archive rate relative to the -ELBO{tail}")
+        if bits_back:
+            r.add("gap", f"{fmt_gap(bpd, elbo)} (archive rate relative to the -ELBO; includes the archive header "
+                         "and initial bits)")
+    else:
+        why = _elbo_not_computed(rep, dims, elbo_asked)
+        if why is not None and (verbose or not why.startswith("skipped")):
+            r.add("-ELBO", why)
+        r.extend(neg_elbo_not_computed=why)
     if rep.iwae_bits is not None and dims:
         k, bound = rep.particles, rep.iwae_bits / dims
-        r.add(f"IWAE-{k}", f"{bound:.4f} bits/dim (the model's {k}-sample bound, what {k} particles aim at); "
-                           f"gap {fmt_gap(bpd, bound)}", bound, "iwae_bits_per_dim")
-    rate = f", {rep.n_items / rep.seconds:,.0f} items/s" if rep.seconds else ""
-    procs = f" with {jobs} process{'es' if jobs > 1 else ''}" if rep.n_chunks > 1 else ""
-    r.add("time", f"{fmt_seconds(rep.seconds)} to code {rep.n_items:,} items{procs}{rate}", rep.seconds, "seconds")
+        gap = f"; gap {fmt_gap(bpd, bound)}" if bits_back else ""
+        r.add(f"IWAE-{k}", f"{bound:.4f} bits/dim (the model's {k}-sample bound, what {k} particles aim at){gap}",
+              bound, "iwae_bits_per_dim")
+    if verbose:
+        if rep.initial_bits:
+            r.add("initial bits", f"{rep.initial_bits:,} bits ({rep.initial_bits / 8:,.0f} bytes): the one-off cost "
+                                  "of bits-back's first pops", rep.initial_bits, "initial_bits")
+        if rep.payload_bits:
+            r.add("payload", f"{rep.payload_bits:,} bits; header, schedule and checks "
+                             f"{max(0, 8 * rep.archive_bytes - rep.payload_bits):,} bits", rep.payload_bits,
+                  "payload_bits")
+        if rep.schedule:
+            r.add("batches", schedule_summary(rep.schedule, used == "bits-back-is"))
+        if len(rep.methods) > 1:
+            r.add("chunk methods", ", ".join(f"{m}: {plural(n, 'chunk')}" for m, n in rep.methods.most_common()))
+    r.extend(methods=dict(rep.methods), initial_bits=rep.initial_bits, payload_bits=rep.payload_bits)
+    rate = f", {rep.n_items / rep.seconds:,.0f} items/s" if rep.seconds and rep.n_items > 1 else ""
+    procs = f" with {plural(jobs, 'process', 'processes')}" if rep.n_chunks > 1 else ""
+    r.add("time", f"{fmt_seconds(rep.seconds)} to code {plural(rep.n_items, 'item')}{procs}{rate}", rep.seconds,
+          "seconds")
     for note in inp.notes:
         r.add("note", note)
     return r
@@ -119,7 +157,7 @@ def schedule_summary(schedule, particles: bool) -> str:
         parts = parts[:5] + ["..."] + parts[-3:]
     items = sum(s * r for (s, _), r in merged)
     batches = sum(r for _, r in merged)
-    return f"{', '.join(parts)} ({items:,} items in {batches:,} batches)"
+    return f"{', '.join(parts)} ({plural(items, 'item')} in {plural(batches, 'batch', 'batches')})"
 
 
 def info_report(path, reader, container, chunk_headers=None) -> Report:
@@ -138,7 +176,7 @@ def info_report(path, reader, container, chunk_headers=None) -> Report:
     if reader.chunked:
         methods = Counter(c.method for c in chunk_headers)
         models = Counter(f"{c.model_name} (sha256 {c.model_sha256[:12]})" for c in chunk_headers if c.model_name)
-        r.add("method", ", ".join(f"{m} ({n} chunk{'s' if n > 1 else ''})" for m, n in methods.most_common()))
+        r.add("method", ", ".join(f"{m} ({plural(n, 'chunk')})" for m, n in methods.most_common()))
         r.extend(method="chunked", chunk_methods=dict(methods), models=dict(models), chunk_bytes=h.lengths)
         if models:
             r.add("model", ", ".join(models))
@@ -147,13 +185,13 @@ def info_report(path, reader, container, chunk_headers=None) -> Report:
         if h.model_name:
             r.add("model", h.model_name)
             r.add("model sha256", h.model_sha256)
-    r.add("data", f"{fmt_shape(shape)} {h.dtype} ({h.n_items:,} items of {fmt_shape(shape[1:])})")
+    r.add("data", f"{fmt_shape(shape)} {h.dtype} ({plural(h.n_items, 'item')} of {fmt_shape(shape[1:])})")
     if reader.chunked:
-        r.add("chunks", f"{h.n_chunks:,} of up to {h.chunk_items:,} items, each a complete archive "
+        r.add("chunks", f"{h.n_chunks:,} of up to {plural(h.chunk_items, 'item')}, each a complete archive "
                         f"({min(h.lengths):,}..{max(h.lengths):,} bytes)")
         r.add("data crc32", f"{h.data_crc32:08x} (whole data; each chunk has its own)")
     else:
-        r.add("count", f"{h.n_items:,} items, {dims:,} values")
+        r.add("count", f"{plural(h.n_items, 'item')}, {plural(dims, 'value')}")
         r.add("data crc32", f"{h.data_crc32:08x}")
         if h.model_name:
             settings = h.coder_settings or {}
@@ -168,6 +206,38 @@ def info_report(path, reader, container, chunk_headers=None) -> Report:
     return r
 
 
-def decompress_line(out: str, kind: str, nbytes: int, shape: tuple, part: str, seconds: float) -> str:
-    return (f"restored {out}: {kind if kind != 'none' else 'npy'} file, {fmt_bytes(nbytes)}, data {fmt_shape(shape)}"
-            f"{part}, in {fmt_seconds(seconds)}; checksum verified")
+def decompress_report(done, seconds: float, item_range: str | None, verbose: bool = False) -> Report:
+    """What ``bbans decompress`` did (``done``: restore.Restored)."""
+    r = Report()
+    kind = done.kind if done.kind != "none" else "npy"
+    part = "" if done.whole else (f" (items {item_range}: {done.chunks_read} of "
+                                  f"{plural(done.chunks, 'chunk')} decoded)")
+    r.add("restored", f"{done.out}: {kind} file, {fmt_bytes(done.nbytes)}, data {fmt_shape(done.shape)}{part}, in "
+                      f"{fmt_seconds(seconds)}; checksum verified", done.out, "output")
+    r.extend(archive=done.archive, kind=kind, bytes=done.nbytes, shape=list(done.shape), whole=done.whole,
+             chunks_decoded=done.chunks_read, chunks=done.chunks, seconds=seconds, verified=True)
+    if verbose:
+        r.add("archive", f"{done.archive}: {fmt_bytes(done.archive_bytes)}, {done.method}"
+                         + (f", model {done.model}" if done.model else ""))
+        r.add("container", done.container)
+    r.extend(archive_bytes=done.archive_bytes, method=done.method, model=done.model)
+    if done.kind == "idx" and done.gzip:
+        r.add("note", "the original was gzip-compressed; this is the uncompressed IDX file "
+                      "(gzip it again if you need the .gz)")
+    elif done.kind == "png":
+        r.add("note", "PNG pixels and every other chunk are identical to the original; the pixel data is "
+                      "compressed anew, so the file bytes may differ")
+    return r
+
+
+def test_report(name: str, t, seconds: float, verbose: bool = False) -> Report:
+    """What ``bbans test`` found in one archive (``t``: restore.Tested)."""
+    r = Report()
+    r.add(name, f"ok: {t.kind} file, data {fmt_shape(t.shape)}, {fmt_bytes(t.archive_bytes)}, {t.method}"
+                + (f" ({plural(t.chunks, 'chunk')})" if t.chunks > 1 else "")
+                + f"; every checksum verified in {fmt_seconds(seconds)}", "ok", "status")
+    r.extend(archive=name, kind=t.kind, shape=list(t.shape), archive_bytes=t.archive_bytes, method=t.method,
+             model=t.model, chunks=t.chunks, seconds=seconds)
+    if verbose:
+        r.add("container", t.container)
+    return r

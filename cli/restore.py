@@ -1,6 +1,6 @@
 """``bbans decompress``'s work: an archive file -> the file it was made from (or a range of its items), written
 through an ``OutputFile`` so nothing appears under the output's name unless every checksum verified (standard
-output gets a multi-chunk archive chunk by chunk)."""
+output gets a multi-chunk archive chunk by chunk); and ``bbans test``'s: the same decoding, written nowhere."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +13,7 @@ from bbans.errors import InputError
 
 from . import formats
 from .inputs import STDIN, readable_size, spool_stdin
-from .outputs import OutputFile, output_path
+from .outputs import OutputFile, check_not_input, output_path
 
 
 @dataclass
@@ -27,6 +27,37 @@ class Restored:
     chunks: int
     gzip: bool = False  # idx: the original was gzip-compressed
     from_stdin: bool = False
+    archive: str = ""
+    archive_bytes: int = 0
+    method: str = ""
+    model: str | None = None
+    container: str = ""
+
+
+@dataclass
+class Tested:
+    kind: str
+    shape: tuple
+    archive_bytes: int
+    method: str
+    model: str | None
+    chunks: int
+    container: str
+
+
+def _method_and_model(f, reader) -> tuple[str, str | None]:
+    from collections import Counter
+
+    from bbans.container import archive, chunked
+
+    if not reader.chunked:
+        h = reader.header
+        return h.method, h.model_name or None
+    heads = [archive.read_header(chunked.chunk_blob(f, reader.header, k)) for k in range(reader.n_chunks)]
+    methods = Counter(c.method for c in heads)
+    models = sorted({c.model_name for c in heads if c.model_name})
+    text = ", ".join(f"{m} ({n} chunk{'s' if n != 1 else ''})" for m, n in methods.most_common())
+    return text, ", ".join(models) or None
 
 
 def parse_range(text: str, n: int) -> tuple[int, int]:
@@ -59,6 +90,7 @@ def restore(file, output: Path | None, to_stdout: bool, force: bool, item_range:
         i, j = parse_range(item_range, n) if item_range else (0, n)
         default = formats.default_output(Path("stdin.bba") if from_stdin else path, container)
         target = None if to_stdout else output_path(output, default)
+        check_not_input(target, None if from_stdin else path, "archive")
         shape = (j - i, *reader.shape[1:])
         prefix = formats.file_prefix(container, shape)
         if prefix is None and (i, j) != (0, n):
@@ -73,5 +105,30 @@ def restore(file, output: Path | None, to_stdout: bool, force: bool, item_range:
                     sink.write(np.ascontiguousarray(part).tobytes())
             sink.commit()
             written = sink.bytes_written
+        method, model_name = _method_and_model(f, reader)
     return Restored(str(target) if target is not None else "stdout", container.kind, written, shape,
-                    (i, j) == (0, n), reader.chunks_for(i, j), reader.n_chunks, container.gzip, from_stdin)
+                    (i, j) == (0, n), reader.chunks_for(i, j), reader.n_chunks, container.gzip, from_stdin,
+                    "stdin" if from_stdin else str(path), reader.header.archive_bytes, method, model_name,
+                    container.describe())
+
+
+def test_archive(file, model, model_ref, jobs: int, progress) -> Tested:
+    """Decode the archive ``file`` (``-``: stdin) completely, checking every checksum and that the file it holds
+    can be written back (its stored header or PNG chunks), without writing anything."""
+    from_stdin = str(file) == STDIN
+    path = spool_stdin() if from_stdin else Path(file)
+    readable_size(path)
+    with open(path, "rb") as f:
+        reader = ArchiveReader(f, str(path))
+        container = formats.parse_info(reader.extra)
+        prefix = formats.file_prefix(container, reader.shape)
+        parts = reader.items(model=model, model_ref=model_ref, jobs=jobs, progress=progress)
+        if prefix is None:
+            formats.render(np.concatenate(list(parts)), container)
+        else:
+            for _ in parts:  # each chunk is checked as it is decoded, the whole data after the last one
+                pass
+        method, model_name = _method_and_model(f, reader)
+    kind = container.kind if container.kind != "none" else "npy"
+    return Tested(kind, reader.shape, reader.header.archive_bytes, method, model_name, reader.n_chunks,
+                  container.describe())

@@ -64,6 +64,10 @@ def train_recipe(recipe: str, out: Path, *, sizes: dict, minutes: float, epochs:
     from .train import train
 
     float_path = check_checkpoint(out, resume, force)
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 alone logs, exports and checks
+    if not main_process:
+        def log(line: str) -> None:
+            """The other processes of a data-parallel run stay quiet."""
     spec = RECIPES[recipe]
     config, shape_text = recipe_config(recipe, **sizes)
     train_data, test_data = (load_dataset(split) for split in recipe_splits(recipe))
@@ -75,8 +79,8 @@ def train_recipe(recipe: str, out: Path, *, sizes: dict, minutes: float, epochs:
           device=device, resume=resume, test_data=test_data,
           kl_warmup_steps=spec["kl_warmup"] if kl_warmup is None else kl_warmup, objective=objective,
           iwae_k=iwae_k, lr_schedule=lr_schedule, log=log)
-    if int(os.environ.get("RANK", "0")) != 0:
-        return None  # a data-parallel run (torchrun): rank 0 alone exports and checks the model
+    if not main_process:
+        return None
     if not float_path.exists():
         raise ModelError("training ran no full epoch, so there is nothing to export; give it more --minutes")
 

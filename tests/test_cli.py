@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import subprocess
 import sys
 import types
@@ -593,7 +594,7 @@ def test_train_orchestrates_training_and_export(tmp_path, monkeypatch):
 # -------------------------------------------------------------------------------------------------- help
 
 
-@pytest.mark.parametrize("command", ["compress", "decompress", "info", "eval", "models", "train"])
+@pytest.mark.parametrize("command", ["compress", "decompress", "test", "info", "eval", "models", "train"])
 def test_every_command_teaches(command):
     r = run(command, "--help")
     assert r.exit_code == 0 and "Examples:" in r.output and f"bbans {command}" in r.output
@@ -606,3 +607,441 @@ def test_python_dash_m_and_fast_help():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "Usage: bbans" in r.stdout and "decompress" in r.stdout
+
+
+# ------------------------------------------------------------------------ never losing data (in process)
+
+
+class FailingStream:
+    """A binary stream that takes ``room`` bytes, then fails as ``how``: 'short' (write returns fewer bytes, then
+    0), 'epipe', 'enospc' or 'efbig'."""
+
+    def __init__(self, room: int, how: str):
+        self.room, self.how, self.got = room, how, bytearray()
+
+    def write(self, b):
+        b = bytes(b)
+        if self.room <= 0:
+            if self.how == "short":
+                return 0
+            import errno
+
+            code = {"epipe": errno.EPIPE, "enospc": errno.ENOSPC, "efbig": errno.EFBIG}[self.how]
+            raise (BrokenPipeError(code, "Broken pipe") if self.how == "epipe" else OSError(code, os.strerror(code)))
+        n = min(len(b), self.room, 7 if self.how == "short" else len(b))  # short: never more than 7 at once
+        self.got += b[:n]
+        self.room -= n
+        return n
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+@pytest.mark.parametrize("how", ["short", "epipe", "enospc", "efbig"])
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_a_failing_stdout_never_reports_success_nor_removes(tmp_path, monkeypatch, how, command):
+    from bbans_cli import outputs
+
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(60)))
+    assert run("compress", src, "--chunk-items", 20).exit_code == 0
+    target = src if command == "compress" else tmp_path / "d.npy.bba"
+    if command == "decompress":
+        src.unlink()
+    stream = FailingStream(50, how)
+    monkeypatch.setattr(outputs, "stdout_binary", lambda: stream)
+    r = run(command, target, "-c", "--rm")
+    assert r.exit_code != 0, r.output
+    assert "verified" not in r.output and "bits/dim" not in r.output and "Traceback" not in r.output, r.output
+    assert target.exists()
+    assert "--rm ignored" in r.stderr
+    if how == "epipe":  # a reader that left: quiet, as gzip
+        assert r.exit_code == 141 and "bbans: error" not in r.stderr, r.output
+    else:
+        assert r.exit_code == 1 and "bbans: error: standard output:" in r.stderr, r.output
+
+
+def test_short_writes_that_progress_are_completed():
+    from bbans.container.sinks import StreamSink
+
+    stream = FailingStream(10_000, "short")
+    sink = StreamSink(stream)
+    sink.write(b"x" * 5000)
+    assert bytes(stream.got) == b"x" * 5000 and sink.bytes_written == 5000
+    with pytest.raises(OSError):
+        sink.write(b"y" * 6000)
+
+
+def test_a_full_disk_leaves_no_file_and_keeps_the_input(tmp_path, monkeypatch):
+    from bbans.container import sinks
+
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(60)))
+    real_write = sinks.StreamSink.write
+
+    def full(self, b):
+        if self.bytes_written + len(memoryview(b).cast("B")) > 100:
+            import errno
+
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, b)
+
+    monkeypatch.setattr(sinks.StreamSink, "write", full)
+    r = run("compress", src, "--rm", "--chunk-items", 20)
+    assert_user_error(r, 1, "No space left on device", "d.npy.bba")
+    assert files_in(tmp_path) == {"d.npy"}
+
+
+def test_rm_with_stdout_is_ignored_with_a_notice(tmp_path):
+    src = tmp_path / "t.txt"
+    src.write_bytes(b"some text " * 50)
+    r = run("compress", src, "-c", "--rm")
+    assert r.exit_code == 0 and src.exists() and "--rm ignored" in r.stderr, r.output
+    blob = r.stdout_bytes
+    (tmp_path / "t.bba").write_bytes(blob)
+    r = run("decompress", tmp_path / "t.bba", "-c", "--rm")
+    assert r.exit_code == 0 and r.stdout_bytes == src.read_bytes() and (tmp_path / "t.bba").exists()
+    r = run("compress", src, "-c", "--rm", "-q")
+    assert r.exit_code == 0 and r.stderr == "" and src.exists()
+
+
+def test_output_equal_to_the_input_and_stdout_with_output_are_refused(tmp_path):
+    src = tmp_path / "d.npy"
+    payload = npy_bytes(grey_data(20))
+    src.write_bytes(payload)
+    assert_user_error(run("compress", src, "-o", src, "-f"), 1, "the input file itself")
+    (tmp_path / "link.npy").symlink_to(src)
+    assert_user_error(run("compress", src, "-o", tmp_path / "link.npy", "-f"), 1, "the input file itself")
+    assert src.read_bytes() == payload
+    assert_user_error(run("compress", src, "-c", "-o", tmp_path / "x.bba"), 2, "-c/--stdout", "-o/--output")
+    assert run("compress", src).exit_code == 0
+    arc = tmp_path / "d.npy.bba"
+    blob = arc.read_bytes()
+    assert_user_error(run("decompress", arc, "-o", arc, "-f"), 1, "the archive file itself")
+    assert arc.read_bytes() == blob
+    assert_user_error(run("decompress", arc, "-c", "-o", tmp_path / "y"), 2, "contradict")
+
+
+def test_usage_errors_speak_like_every_other_error():
+    for args, fragment in [(["frob"], "No such command"), (["compress"], "Missing argument"),
+                           (["compress", "--bogus", "x"], "No such option"),
+                           (["compress", "x", "--jobs", "zero"], "not a valid integer"),
+                           (["compress", "x", "-q", "-v"], "contradict")]:
+        r = run(*args)
+        assert_user_error(r, 2, fragment, "--help")
+        assert "Usage:" not in r.output and not r.stderr.startswith("Error")
+
+
+def test_an_input_that_changes_while_read_is_not_archived_nor_removed(tmp_path, monkeypatch):
+    from bbans.container import pipeline
+
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(60)))
+    real = pipeline.encode
+
+    def encode_then_append(*a, **k):
+        rep = real(*a, **k)
+        with open(src, "ab") as f:
+            f.write(b"more")
+        return rep
+
+    monkeypatch.setattr(pipeline, "encode", encode_then_append)
+    assert_user_error(run("compress", src, "--rm"), 2, "changed size", "not kept")
+    assert files_in(tmp_path) == {"d.npy"}
+
+
+def test_a_file_truncated_under_the_reader_is_an_error_not_a_crash(tmp_path):
+    src = tmp_path / "d.bin"
+    src.write_bytes(bytes(range(256)) * 100)
+    inp = inputs.open_input(src)
+    src.write_bytes(b"short")
+    with pytest.raises(inputs.InputChanged, match="shorter"):
+        inp.source.read(0, inp.n_items)
+
+
+# ------------------------------------------------------------------------------------------- gzip habits
+
+
+def test_several_files_in_one_command(tmp_path):
+    a, b, c = tmp_path / "a.npy", tmp_path / "b.png", tmp_path / "c.txt"
+    a.write_bytes(npy_bytes(grey_data(50)))
+    Image.fromarray(grey_data(1)[0]).save(b)
+    c.write_bytes(b"plain text\n" * 40)
+    originals = {p.name: p.read_bytes() for p in (a, b, c)}
+    pixels = np.array(Image.open(b))
+    r = run("compress", a, b, c, "--rm")
+    assert r.exit_code == 0, r.output
+    assert files_in(tmp_path) == {"a.npy.bba", "b.png.bba", "c.txt.bba"}
+    assert r.output.count("input:") == 3
+    r = run("test", *sorted(tmp_path.glob("*.bba")))
+    assert r.exit_code == 0 and r.output.count("ok:") == 3 and "every checksum verified" in r.output, r.output
+    r = run("decompress", *sorted(tmp_path.glob("*.bba")), "--json")
+    assert r.exit_code == 0, r.output
+    import json
+
+    reports = json.loads(r.output)
+    assert [x["verified"] for x in reports] == [True] * 3
+    assert a.read_bytes() == originals["a.npy"] and c.read_bytes() == originals["c.txt"]
+    assert np.array_equal(np.array(Image.open(b)), pixels)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert run("compress", a, c, "-o", out, "-q").output == ""
+    assert files_in(out) == {"a.npy.bba", "c.txt.bba"}
+    assert_user_error(run("compress", a, c, "-o", tmp_path / "one.bba"), 2, "folder")
+    assert_user_error(run("compress", a, c, "-c"), 2, "one FILE")
+    assert_user_error(run("compress", a, "-"), 2, "standard input")
+
+
+def test_an_error_on_one_file_does_not_stop_the_others(tmp_path):
+    a, c = tmp_path / "a.npy", tmp_path / "c.txt"
+    a.write_bytes(npy_bytes(grey_data(30)))
+    c.write_bytes(b"text " * 30)
+    (tmp_path / "c.txt.bba").write_bytes(b"precious")
+    r = run("compress", a, tmp_path / "missing.npy", c)
+    assert r.exit_code == 2, r.output  # the first failure's code: no such file
+    assert "missing.npy: no such file" in r.stderr and "c.txt.bba already exists" in r.stderr
+    assert (tmp_path / "a.npy.bba").exists() and (tmp_path / "c.txt.bba").read_bytes() == b"precious"
+    import json
+
+    r = run("compress", c, a, "--json", "-f")
+    assert r.exit_code == 0
+    assert [x["input"].endswith(n) for x, n in zip(json.loads(r.output), ("c.txt", "a.npy"))] == [True, True]
+
+
+def test_test_finds_damage_and_writes_nothing(tmp_path):
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(60)))
+    assert run("compress", src, "--chunk-items", 20).exit_code == 0
+    arc = tmp_path / "d.npy.bba"
+    r = run("test", arc)
+    assert r.exit_code == 0 and "ok:" in r.output and "3 chunks" in r.output, r.output
+    assert run("test", arc, "-q").output == ""
+    blob = bytearray(arc.read_bytes())
+    blob[len(blob) // 2] ^= 0x20
+    bad = tmp_path / "bad.bba"
+    bad.write_bytes(bytes(blob))
+    r = run("test", arc, bad)
+    assert r.exit_code == 3 and "ok:" in r.stdout and "bad.bba" in r.stderr, r.output
+    assert files_in(tmp_path) == {"d.npy", "d.npy.bba", "bad.bba"}
+
+
+def test_quiet_verbose_and_json(tmp_path):
+    import json
+
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(200)))
+    r = run("compress", src, "-q")
+    assert r.exit_code == 0 and r.output == ""
+    r = run("compress", src, "-f", "-v")
+    assert r.exit_code == 0 and "initial bits:" in r.output and "batches:" in r.output, r.output
+    r = run("compress", src, "-f", "--json")
+    d = json.loads(r.output)
+    assert d["method"] == "bits-back" and d["archive_bytes"] > 0 and d["neg_elbo_bits_per_dim"] > 0
+    src.unlink()
+    r = run("decompress", tmp_path / "d.npy.bba", "--json")
+    d = json.loads(r.output)
+    assert d["verified"] is True and d["kind"] == "npy" and d["output"].endswith("d.npy")
+    r = run("decompress", tmp_path / "d.npy.bba", "-f", "-v")
+    assert "toy-grey" in r.output and "container:" in r.output, r.output
+
+
+# ------------------------------------------------------------------------------------------ PNG metadata
+
+
+def png_chunk_list(data: bytes) -> list:
+    return [(t, d) for t, d in formats.png_chunks(data)]
+
+
+def ancillary(data: bytes) -> list:
+    return [(t, d) for t, d in formats.png_chunks(data) if t not in (b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND")]
+
+
+def splice(png: bytes, after_ihdr: list, before_iend: list) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+
+    head = 8 + 25  # signature + IHDR
+    return (png[:head] + b"".join(chunk(t, d) for t, d in after_ihdr) + png[head:-12]
+            + b"".join(chunk(t, d) for t, d in before_iend) + png[-12:])
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "LA", "RGB", "RGBA"])
+def test_png_metadata_comes_back_verbatim_and_rm_is_safe(tmp_path, mode):
+    from PIL import PngImagePlugin
+
+    rng = np.random.default_rng(2)
+    if mode == "1":
+        im = Image.fromarray(rng.integers(0, 2, (6, 5)).astype(bool))
+    elif mode == "P":
+        im = Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8)).quantize(8)
+    else:
+        shape = (6, 5) if mode == "L" else (6, 5, len(mode))
+        im = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "a test image")
+    info.add_text("Comment", "compressed text " * 5, zip=True)
+    info.add_itxt("Author", "Zoë", lang="fr", tkey="Auteur", zip=False)
+    buf = io.BytesIO()
+    extra = {"transparency": 2} if mode in ("P", "L") else {}
+    im.save(buf, "PNG", pnginfo=info, icc_profile=b"not really an ICC profile" * 4, dpi=(300, 300), **extra)
+    original = splice(buf.getvalue(), [(b"gAMA", (45455).to_bytes(4, "big")), (b"cHRM", bytes(range(32)))],
+                      [(b"tIME", bytes([7, 234, 12, 4, 17, 30, 0]))])
+    src = tmp_path / "photo.png"
+    src.write_bytes(original)
+    before = ancillary(original)
+    assert [t for t, _ in before] == [b"gAMA", b"cHRM", b"iCCP", b"tEXt", b"zTXt", b"iTXt", b"pHYs", b"tIME"]
+    pixels = np.array(Image.open(src))
+    r = run("compress", src, "--rm", "--method", "deflate")
+    assert r.exit_code == 0 and not src.exists(), r.output
+    assert formats.parse_info(inputs_info(tmp_path / "photo.png.bba")).chunks is not None
+    r = run("decompress", tmp_path / "photo.png.bba")
+    assert r.exit_code == 0, r.output
+    back = src.read_bytes()
+    assert ancillary(back) == before
+    # same places: the whole chunk sequence is the same (runs of IDAT counted once)
+    def order(data):
+        types_ = [t for t, _ in formats.png_chunks(data)]
+        return [t for k, t in enumerate(types_) if not (t == b"IDAT" and k and types_[k - 1] == b"IDAT")]
+
+    assert order(back) == order(original)
+    assert Image.open(src).mode == im.mode and np.array_equal(np.array(Image.open(src)), pixels)
+
+
+def inputs_info(archive_path) -> bytes:
+    from bbans.container.pipeline import ArchiveReader
+
+    with open(archive_path, "rb") as f:
+        return ArchiveReader(f).extra
+
+
+def test_png_without_other_chunks_keeps_the_old_container_bytes(tmp_path):
+    src = tmp_path / "plain.png"
+    Image.fromarray(grey_data(1)[0]).save(src)
+    assert [t for t, _ in formats.png_chunks(src.read_bytes())] == [b"IHDR", b"IDAT", b"IEND"]
+    inp = inputs.open_input(src)
+    assert inp.kind == "png" and inp.info[1] == formats.KIND_PNG  # kind 3: what every earlier bbans wrote
+
+
+def test_png_that_cannot_come_back_as_it_was_is_coded_as_its_bytes(tmp_path):
+    src = tmp_path / "trailing.png"
+    buf = io.BytesIO()
+    Image.fromarray(grey_data(1)[0]).save(buf, "PNG")
+    src.write_bytes(buf.getvalue() + b"bytes after IEND")
+    inp = inputs.open_input(src)
+    assert inp.kind == "raw" and "after its IEND" in inp.notes[0]
+    r = run("compress", src, "--rm")
+    assert r.exit_code == 0 and not src.exists()
+    assert run("decompress", tmp_path / "trailing.png.bba").exit_code == 0
+    assert src.read_bytes() == buf.getvalue() + b"bytes after IEND"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_png_chunk_container_info_rejects_damage_cleanly(data):
+    from PIL import PngImagePlugin
+
+    info_ = PngImagePlugin.PngInfo()
+    info_.add_text("k", "v")
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((2, 2), np.uint8)).save(buf, "PNG", pnginfo=info_)
+    im = Image.open(io.BytesIO(buf.getvalue()))
+    _, info = formats.png_pixels_and_info(im, buf.getvalue())
+    assert info[1] == formats.KIND_PNG_CHUNKS and formats.parse_info(info).chunks
+    cut = data.draw(st.integers(0, len(info) - 1))
+    flip = data.draw(st.integers(0, len(info) - 1))
+    damaged = bytearray(info[:cut] if data.draw(st.booleans()) else info)
+    if damaged and flip < len(damaged):
+        damaged[flip] ^= data.draw(st.integers(1, 255))
+    try:
+        c = formats.parse_info(bytes(damaged))
+        formats.render(np.zeros((1, 2, 2), np.uint8), c)
+    except ArchiveError:
+        pass
+
+
+# ------------------------------------------------------------------------------------------ report wording
+
+
+def test_report_wording_singular_empty_and_classical(tmp_path):
+    one = tmp_path / "one.npy"
+    one.write_bytes(npy_bytes(grey_data(1)))
+    r = run("compress", one)
+    assert r.exit_code == 0 and "1 item" in r.output and "1 items" not in r.output, r.output
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    r = run("compress", empty)
+    assert r.exit_code == 0 and "x smaller" not in r.output and "LARGER" not in r.output, r.output
+    assert "the input is empty" in r.output and "does not report" not in r.output
+    src = tmp_path / "d.npy"
+    src.write_bytes(npy_bytes(grey_data(100)))
+    r = run("compress", src, "--method", "lzma")
+    assert r.exit_code == 0 and "gap" not in r.output and "-ELBO" not in r.output, r.output
+    r = run("compress", src, "-f", "--no-elbo", "-v")
+    assert "-ELBO:" in r.output and "--no-elbo" in r.output, r.output
+
+
+def test_report_renderer_wording_directly():
+    from collections import Counter
+
+    from bbans_cli.report import compress_report
+
+    inp = types.SimpleNamespace(name="x.npy", description="d", file_bytes=100, shape=(1, 4, 4), source=None,
+                                notes=[])
+    rep = types.SimpleNamespace(raw_bytes=16, archive_bytes=10, n_chunks=1, value_range=(0, 9), method="lzma",
+                                methods=Counter({"lzma": 1}), model_name=None, fitting_model="toy-grey",
+                                reason="lzma is smaller", chunk_items=1, elbo_bits=40.0, iwae_bits=None, model_sha256="ab" * 32,
+                                particles=1, initial_bits=0, payload_bits=0, schedule=[], seconds=0.5, n_items=1)
+    text = compress_report(inp, rep, "x.bba", 1).render()
+    assert "-ELBO:" in text and "gap" not in text and "1 item" in text and "items/s" not in text, text
+    rep.methods, rep.method, rep.model_name, rep.elbo_bits = Counter({"bits-back": 1}), "bits-back", "m", None
+    text = compress_report(inp, rep, "x.bba", 1).render()
+    assert "does not report its -ELBO" in text, text
+
+
+# ---------------------------------------------------------------------------------------------- progress
+
+
+def test_progress_eta_ignores_startup_and_lines_in_logs(monkeypatch):
+    from bbans_cli import ui
+
+    monkeypatch.delenv("BBANS_PROGRESS")
+    clock = [100.0]
+    monkeypatch.setattr(ui.time, "monotonic", lambda: clock[0])
+    out = io.StringIO()
+    p = ui.Progress("compressing", interval=10, stream=out)
+    assert p.mode == "log"  # not a terminal: periodic lines
+    clock[0] += 30.0  # 30 s of start-up (model loading) before the first report
+    for done in range(0, 1001, 10):  # then a steady 100 items/s
+        p(done, 1000)
+        if done < 1000:
+            clock[0] += 0.1
+    lines = out.getvalue().splitlines()
+    assert all(l.startswith("bbans: compressing: ") for l in lines)
+    assert len(lines) == 2 and lines[-1] == "bbans: compressing: 100% (1,000/1,000 items) in 40 s", lines
+    q = ui.Progress("x", interval=10, stream=io.StringIO())
+    clock[0] = 0.0
+    q.t0 = 0.0
+    clock[0] = 30.0
+    q(1, 1000)
+    clock[0] = 40.0
+    q(101, 1000)  # 10% after 10 s of real work
+    assert abs(q.eta(101, 1000, 40.0) - 89.9) < 1.0  # not (30 + 10) s / 10% = 360 s
+
+
+def test_no_click_deprecation_warnings(tmp_path):
+    import warnings
+
+    src = tmp_path / "t.txt"
+    src.write_bytes(b"text " * 20)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for args in (["compress", src, "-c"], ["compress", src], ["decompress", tmp_path / "t.txt.bba", "-c"],
+                     ["test", tmp_path / "t.txt.bba"], ["info", tmp_path / "t.txt.bba"], ["--help"]):
+            run(*args)
+    assert not [w for w in seen if issubclass(w.category, DeprecationWarning)], [str(w.message) for w in seen]
