@@ -260,12 +260,17 @@ def _verbosity(quiet: bool, verbose: bool):
 @click.option("--chunk-items", type=click.IntRange(1, None),
               help="Items per chunk; inputs with more items become a multi-chunk archive [default: 10,000 items "
                    "and at most 8 MiB per chunk; raw bytes: 8 MiB].")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Code the chunks (a FOLDER's files) as tasks on a Dask cluster: tcp://HOST:PORT of a running "
+                   "scheduler, or local:N for N local worker processes (pip install bbans[cluster]). Workers read "
+                   "the input from its path, so it must be on a filesystem they all see; the archive is the same "
+                   "bytes as with -j 1.")
 @click.option("-q", "--quiet", is_flag=True, help="No report, notes or progress; errors only.")
 @click.option("-v", "--verbose", is_flag=True, help="A longer report: initial bits, payload, batch schedule, chunk methods.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (a list for several FILEs).")
 @click.pass_context
 def compress(ctx, files, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout, keep, remove,
-             jobs, chunk_items, quiet, verbose, as_json):
+             jobs, chunk_items, scheduler, quiet, verbose, as_json):
     """Compress each FILE into a .bba archive with bits-back coding.
 
     Prints the archive size and rate in bits per dimension (bits/dim: archive bits divided by the number of
@@ -283,14 +288,17 @@ def compress(ctx, files, output, model_ref, batch_size, force, method, particles
     many = len(files) > 1
 
     def one(file: Path):
+        if file.is_dir():
+            return _compress_folder(file, output, model_ref, batch_size, force, method, particles, to_stdout,
+                                    remove, jobs, chunk_items, scheduler, quiet)
         return _compress_one(file, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout,
-                             remove, jobs, chunk_items, quiet, verbose, many)
+                             remove, jobs, chunk_items, quiet, verbose, many, scheduler)
 
     Batch(files, as_json, quiet, to_stdout).run(ctx, one)
 
 
 def _compress_one(file, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout, remove, jobs,
-                  chunk_items, quiet, verbose, many):
+                  chunk_items, quiet, verbose, many, scheduler=None):
     from bbans.container.pipeline import EncodeOptions, FileBytes, encode
 
     from .inputs import open_input
@@ -305,7 +313,7 @@ def _compress_one(file, output, model_ref, batch_size, force, method, particles,
     classical = method not in ("auto", "bits-back")
     options = EncodeOptions(method=method, model_ref=None if classical else model_ref, batch_size=batch_size,
                             particles=particles, chunk_items=chunk_items, jobs=jobs,
-                            want_elbo=not (no_elbo or classical), extra=inp.info)
+                            want_elbo=not (no_elbo or classical), extra=inp.info, scheduler=scheduler)
     fallback = None if inp.kind == "raw" else FileBytes(inp.raw_source, _raw_info(), inp.kind)
     label = f"compressing {inp.name}" if many else "compressing"
     show = False if quiet else None
@@ -326,6 +334,30 @@ def _compress_one(file, output, model_ref, batch_size, force, method, particles,
             os.unlink(inp.path)
     return compress_report(inp, rep, str(out or "stdout"), jobs, elbo_asked=not (no_elbo or classical),
                            verbose=verbose)
+
+
+def _compress_folder(folder, output, model_ref, batch_size, force, method, particles, to_stdout, remove, jobs,
+                     chunk_items, scheduler, quiet):
+    """``bbans compress DIR``: one collection archive of every file below DIR (cli/folders.py)."""
+    from bbans.container.pipeline import EncodeOptions
+
+    from .folders import compress_folder
+    from .report import folder_report
+
+    if remove:
+        raise InputError(f"{folder}: --rm does not delete folders; remove it yourself once the archive is checked")
+    folder = folder.resolve()
+    out = None if to_stdout else output_path(output, folder.with_name(folder.name + ".bba"))
+    if out is not None:
+        check_output(out, force)
+    classical = method not in ("auto", "bits-back")
+    options = EncodeOptions(method=method, model_ref=None if classical else model_ref, batch_size=batch_size,
+                            particles=particles, chunk_items=chunk_items, jobs=jobs, scheduler=scheduler)
+    with OutputFile(out, force) as sink, Progress(f"compressing {folder.name}", False if quiet else None,
+                                                  unit="files") as progress:
+        rep = compress_folder(folder, sink, options, progress)
+        sink.commit()
+    return folder_report(folder, rep, str(out or "stdout"))
 
 
 def _raw_info() -> bytes:
@@ -379,6 +411,8 @@ def decompress(ctx, files, output, model_ref, force, to_stdout, keep, remove, jo
         from .restore import restore
 
         t0 = time.perf_counter()
+        if _is_collection(file):
+            return _restore_folder(file, output, force, model, quiet, t0)
         label = f"decompressing {file}" if many else "decompressing"
         with Progress(label, False if quiet else None) as progress:
             try:
@@ -395,6 +429,35 @@ def decompress(ctx, files, output, model_ref, force, to_stdout, keep, remove, jo
         return decompress_report(done, time.perf_counter() - t0, item_range, verbose)
 
     Batch(files, as_json, quiet, to_stdout).run(ctx, one)
+
+
+def _is_collection(file: Path) -> bool:
+    from bbans.container.collection import is_collection
+
+    try:
+        with open(file, "rb") as f:
+            return is_collection(f.read(6))
+    except OSError:
+        return False
+
+
+def _restore_folder(file: Path, output, force: bool, model, quiet: bool, t0: float):
+    """``bbans decompress`` of a collection: its files, under the folder named like the archive without .bba."""
+    from .folders import restore_folder
+    from .report import collection_report
+
+    name = file.name[:-4] if file.name.lower().endswith(".bba") and len(file.name) > 4 else file.name + ".out"
+    out_dir = output if output is not None else file.with_name(name)
+    try:
+        with open(file, "rb") as f, Progress(f"restoring {file.name}", False if quiet else None,
+                                             unit="files") as progress:
+            from bbans.container.collection import read_index
+
+            done = restore_folder(f, out_dir, force, model, progress)
+            index = read_index(f)
+    except (ArchiveError, InputError) as exc:
+        raise _named(exc, str(file)) from None
+    return collection_report(file, index, str(out_dir), done, time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------------------------------- test
@@ -460,6 +523,17 @@ def info(file: Path, as_json: bool):
     from .report import info_report
 
     readable_size(file)
+    if _is_collection(file):
+        from bbans.container.collection import read_index
+
+        from .report import collection_report
+
+        try:
+            with open(file, "rb") as f:
+                click.echo(collection_report(file, read_index(f)).render(as_json))
+        except ArchiveError as exc:
+            raise _named(exc, str(file)) from None
+        return
     try:
         with open(file, "rb") as f:
             reader = ArchiveReader(f, str(file))
@@ -571,7 +645,12 @@ def models(as_json: bool):
                    "mnist-small, 500 for binarized-mnist, 0 for binarized-mnist-small). Reported -ELBO is always "
                    "the true one.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite --out if it exists.")
-def train(recipe: str, out: Path, latent_channels, top_latent_channels, ar_channels, force, resume, **options):
+@click.option("--nproc", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Train data-parallel in N processes on this machine (torchrun; gloo on CPUs, nccl on GPUs); the "
+                   "global --batch-size stays the same and must divide by N. Across machines use torchrun "
+                   "directly: docs/cluster.md.")
+def train(recipe: str, out: Path, latent_channels, top_latent_channels, ar_channels, force, resume, nproc,
+          **options):
     """Train a VAE from a RECIPE and export it as a coding model.
 
     Training maximizes the ELBO (or the IWAE bound with --objective iwae); the export turns the float
@@ -579,6 +658,13 @@ def train(recipe: str, out: Path, latent_channels, top_latent_channels, ar_chann
     """
     from bbans_models.training_run import float_checkpoint_path, train_recipe
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:  # start the processes: torchrun runs this same command in each
+        import subprocess
+
+        argv = [a for i, a in enumerate(sys.argv[1:]) if a != "--nproc" and not a.startswith("--nproc=")
+                and sys.argv[i] != "--nproc"]
+        raise click.exceptions.Exit(subprocess.call([sys.executable, "-m", "torch.distributed.run",
+                                                     "--nproc-per-node", str(nproc), "-m", "bbans_cli", *argv]))
     check_output(out, force or resume)  # resuming rebuilds --out from the checkpoint it was made from
     sizes = {"latent_channels": latent_channels, "top_latent_channels": top_latent_channels,
              "ar_channels": ar_channels}

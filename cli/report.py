@@ -241,3 +241,38 @@ def test_report(name: str, t, seconds: float, verbose: bool = False) -> Report:
     if verbose:
         r.add("container", t.container)
     return r
+
+
+def folder_report(folder, rep, out: str) -> Report:
+    """What ``bbans compress DIR`` did (``rep``: the pipeline's ``CollectionReport``)."""
+    r = Report()
+    n = len(rep.members)
+    values = rep.raw_bytes
+    r.add("input", f"{folder}: a folder of {plural(n, 'file')}", str(folder))
+    r.add("method", ", ".join(f"{m} ({plural(k, 'file')})" for m, k in rep.methods.most_common()),
+          dict(rep.methods), "methods")
+    bpd = 8 * rep.archive_bytes / values if values else None
+    r.add("archive", f"{out}: {fmt_bytes(rep.archive_bytes)}" + (f", {bpd:.4f} bits per value (sub-pixel) over "
+                                                                 f"{values:,} values" if bpd else ""),
+          rep.archive_bytes, "archive_bytes")
+    r.extend(output=out, bits_per_dim=bpd, values=values,
+             files=[{"name": name, "method": m.method, "archive_bytes": m.archive_bytes} for name, m in rep.members])
+    r.add("time", f"{fmt_seconds(rep.seconds)} to code {plural(n, 'file')}", rep.seconds, "seconds")
+    return r
+
+
+def collection_report(path, index, out: str | None = None, done=None, seconds: float | None = None) -> Report:
+    """``bbans info`` of a collection (``index``: collection.CollectionIndex), or what ``bbans decompress`` restored
+    from it (``done``: (name, bytes written) per member, into ``out``)."""
+    r = Report()
+    r.add("archive", f"{path}: {fmt_bytes(index.archive_bytes)}, a collection of {plural(index.n_members, 'file')}",
+          str(path))
+    r.extend(method="collection", version=index.version, archive_bytes=index.archive_bytes, names=index.names,
+             member_bytes=index.lengths)
+    if done is None:
+        for name, length in zip(index.names, index.lengths):
+            r.add("member", f"{name} ({fmt_bytes(length)})")
+    else:
+        r.add("restored", f"{out}: {plural(len(done), 'file')}, {fmt_bytes(sum(b for _, b in done))}, in "
+                          f"{fmt_seconds(seconds)}; every checksum verified", out, "output")
+    return r

@@ -367,7 +367,7 @@ def test_missing_file_and_directory(tmp_path):
     assert_user_error(run("compress", tmp_path / "nope.npy"), 2, "no such file")
     assert_user_error(run("decompress", tmp_path / "nope.bba"), 2, "no such file")
     assert_user_error(run("info", tmp_path), 2, "is a directory")
-    assert_user_error(run("compress", tmp_path), 2, "is a directory")
+    assert_user_error(run("compress", tmp_path), 2, "holds no files")  # a folder: a collection of its files
 
 
 def test_garbage_and_truncated_archives(tmp_path):

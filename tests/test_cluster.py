@@ -77,3 +77,18 @@ def test_local_n_scheduler_and_bad_addresses():
         with executor(1, "local:0"):
             pass
     assert _archive(scheduler="local:1") == _archive()
+
+
+def test_a_folder_on_the_cluster_gives_the_same_collection(cluster, tmp_path):
+    from bbans.container.pipeline import EncodeOptions as Options
+    from bbans_cli.folders import compress_folder
+
+    src = tmp_path / "mixed"
+    (src / "sub").mkdir(parents=True)
+    np.save(src / "sub" / "digits.npy", np.load(SAMPLE)[:30])
+    (src / "notes.txt").write_bytes(b"a folder of mixed files " * 30)
+    (src / "noise.bin").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    here, there = MemorySink(), MemorySink()
+    compress_folder(src, here, Options())
+    compress_folder(src, there, Options(scheduler=cluster.scheduler_address))
+    assert here.getvalue() == there.getvalue()
