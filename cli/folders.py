@@ -9,15 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from bbans.container.pipeline import CollectionReader, EncodeOptions, FileBytes, encode, encode_collection
 from bbans.container.sinks import MemorySink
 from bbans.errors import InputError
 
 from . import formats
 from .inputs import open_input
-from .outputs import OutputFile
+from .restore import write_file
 
 
 @dataclass(frozen=True)
@@ -67,16 +65,7 @@ def restore_folder(f, out_dir: Path, force: bool, model=None, progress=None) -> 
         target = out_dir.joinpath(*name.split("/"))
         target.parent.mkdir(parents=True, exist_ok=True)
         prefix = formats.file_prefix(container, member.shape)
-        with OutputFile(target, force) as sink:
-            parts = member.items(model=model)
-            if prefix is None:  # a PNG: rendered whole
-                sink.write(formats.render(np.concatenate(list(parts)), container))
-            else:
-                sink.write(prefix)
-                for part in parts:
-                    sink.write(np.ascontiguousarray(part).tobytes())
-            sink.commit()
-            done.append((name, sink.bytes_written))
+        done.append((name, write_file(target, force, container, prefix, member.items(model=model))))
         if progress is not None:
             progress(k + 1, len(reader.names))
     return done

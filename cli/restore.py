@@ -60,6 +60,21 @@ def _method_and_model(f, reader) -> tuple[str, str | None]:
     return text, ", ".join(models) or None
 
 
+def write_file(target: Path | None, force: bool, container, prefix: bytes | None, parts) -> int:
+    """Write the file ``container`` describes from the decoded item arrays ``parts`` to ``target`` (None: stdout):
+    ``prefix`` (``formats.file_prefix``) then the items' bytes, or, for a PNG (``prefix`` None), the rendered image;
+    returns the bytes written. The file appears only when complete (``OutputFile``)."""
+    with OutputFile(target, force) as sink:
+        if prefix is None:  # a PNG: rendered whole
+            sink.write(formats.render(np.concatenate(list(parts)), container))
+        else:
+            sink.write(prefix)
+            for part in parts:
+                sink.write(np.ascontiguousarray(part).tobytes())
+        sink.commit()
+        return sink.bytes_written
+
+
 def parse_range(text: str, n: int) -> tuple[int, int]:
     """'i:j' (either side may be empty; Python slice bounds, no negatives) -> (i, j) checked against n items."""
     parts = text.split(":")
@@ -95,16 +110,8 @@ def restore(file, output: Path | None, to_stdout: bool, force: bool, item_range:
         prefix = formats.file_prefix(container, shape)
         if prefix is None and (i, j) != (0, n):
             raise InputError(f"--range: a {container.kind} archive holds one image; decode it whole")
-        with OutputFile(target, force) as sink:
-            parts = reader.items(i, j, model=model, model_ref=model_ref, jobs=jobs, progress=progress)
-            if prefix is None:  # a PNG: rendered whole
-                sink.write(formats.render(np.concatenate(list(parts)), container))
-            else:
-                sink.write(prefix)
-                for part in parts:
-                    sink.write(np.ascontiguousarray(part).tobytes())
-            sink.commit()
-            written = sink.bytes_written
+        parts = reader.items(i, j, model=model, model_ref=model_ref, jobs=jobs, progress=progress)
+        written = write_file(target, force, container, prefix, parts)
         method, model_name = _method_and_model(f, reader)
     return Restored(str(target) if target is not None else "stdout", container.kind, written, shape,
                     (i, j) == (0, n), reader.chunks_for(i, j), reader.n_chunks, container.gzip, from_stdin,

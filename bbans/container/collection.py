@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ..errors import ArchiveError, InputError
 from . import archive
 from .binary import Reader, blob, varint
+from .chunked import read_at
 
 METHOD_ID = 7  # the method byte of a collection (0..5 single archives, 6 multi-chunk)
 FOOTER_MAGIC = b"BBAC"
@@ -101,19 +102,11 @@ class CollectionWriter:
         return self.bytes_written
 
 
-def _read_at(f, offset: int, n: int) -> bytes:
-    f.seek(offset)
-    b = f.read(n)
-    if len(b) != n:
-        raise ArchiveError("the archive is truncated (it ends before its index says); get a complete copy")
-    return b
-
-
 def read_index(f) -> CollectionIndex:
     """Parse a collection's prologue and index from the seekable binary file ``f`` (reads only those)."""
     f.seek(0, os.SEEK_END)
     size = f.tell()
-    head = _read_at(f, 0, min(size, 16))
+    head = read_at(f, 0, min(size, 16))
     archive.check_magic_and_version(head)
     if not is_collection(head) or size < 6 + 4 + FOOTER_BYTES:
         raise ArchiveError("this is not a collection archive, or it is truncated; get a complete copy")
@@ -122,13 +115,13 @@ def read_index(f) -> CollectionIndex:
     if zlib.crc32(head[:r.pos]) != int.from_bytes(r.take(4, "prologue checksum"), "little"):
         raise ArchiveError("the archive's prologue fails its checksum: the archive is corrupt; get a fresh copy")
     start = r.pos
-    footer = _read_at(f, size - FOOTER_BYTES, FOOTER_BYTES)
+    footer = read_at(f, size - FOOTER_BYTES, FOOTER_BYTES)
     if footer[8:] != FOOTER_MAGIC:
         raise ArchiveError("the archive's end marker is missing: it is truncated or corrupt; get a complete copy")
     n_index = int.from_bytes(footer[:4], "little")
     if n_index > size - FOOTER_BYTES - start:
         raise ArchiveError("the archive's index is longer than the archive: it is truncated or corrupt")
-    index = _read_at(f, size - FOOTER_BYTES - n_index, n_index)
+    index = read_at(f, size - FOOTER_BYTES - n_index, n_index)
     if zlib.crc32(index) != int.from_bytes(footer[4:8], "little"):
         raise ArchiveError("the archive's index fails its checksum: the archive is corrupt; get a fresh copy")
     ir = Reader(index)
