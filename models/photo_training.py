@@ -41,50 +41,40 @@ def photo_data(recipe: str = "photo", crops_per_epoch: int | None = None, test_t
 
 
 @torch.no_grad()
+def _bits_per_subpixel(model: PhotoVAE, batches, subpixels: int, seed: int, device) -> dict:
+    """Sum ``PhotoVAE.layer_terms`` over ``batches`` (uint8 arrays (b, C, H, W)) with a fixed seed, leaving
+    torch's global RNG as it was; returns each term and "latent" (all layers) and "neg_elbo" in bits per
+    sub-pixel over ``subpixels``."""
+    device = device or next(model.parameters()).device
+    model.eval()
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    sums: dict = {}
+    try:
+        for xb in batches:
+            x = torch.from_numpy(np.ascontiguousarray(xb)).to(device)
+            for key, value in model.layer_terms(x).items():
+                sums[key] = sums.get(key, 0.0) + float(value.double().sum())
+    finally:
+        torch.random.set_rng_state(state)
+    out = {key: value / (subpixels * math.log(2)) for key, value in sums.items()}
+    out["latent"] = sum(v for k, v in out.items() if k != "reconstruction")
+    out["neg_elbo"] = out["reconstruction"] + out["latent"]
+    return out
+
+
 def evaluate_photo(model: PhotoVAE, tiles: np.ndarray, batch: int = 256, seed: int = 0, device=None) -> dict:
     """The single-sample -ELBO of ``tiles`` (N, C, H, W) uint8 and its parts, bits per sub-pixel: "neg_elbo",
     "reconstruction" (-log p(x|z1)), "latent" (all layers), "z1", "z2" (see ``PhotoVAE.layer_terms``); torch's
     global RNG is left as it was."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    sums: dict = {}
-    try:
-        for i in range(0, len(tiles), batch):
-            x = torch.from_numpy(np.ascontiguousarray(tiles[i:i + batch])).to(device)
-            for key, value in model.layer_terms(x).items():
-                sums[key] = sums.get(key, 0.0) + float(value.double().sum())
-    finally:
-        torch.random.set_rng_state(state)
-    per = len(tiles) * int(np.prod(tiles.shape[1:])) * math.log(2)
-    out = {key: value / per for key, value in sums.items()}
-    out["latent"] = sum(v for k, v in out.items() if k != "reconstruction")
-    out["neg_elbo"] = out["reconstruction"] + out["latent"]
-    return out
+    batches = (tiles[i:i + batch] for i in range(0, len(tiles), batch))
+    return _bits_per_subpixel(model, batches, tiles.size, seed, device)
 
 
-@torch.no_grad()
 def evaluate_images(model: PhotoVAE, images: list[np.ndarray], seed: int = 0, device=None) -> dict:
     """As ``evaluate_photo`` over whole images of any size divisible by 8 (one at a time), e.g. the 24 Kodak
     photos: total bits over total sub-pixels (the whole-set figure codecs report), no tile borders."""
-    device = device or next(model.parameters()).device
-    model.eval()
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    sums: dict = {}
-    try:
-        for im in images:
-            x = torch.from_numpy(np.ascontiguousarray(im)).unsqueeze(0).to(device)
-            for key, value in model.layer_terms(x).items():
-                sums[key] = sums.get(key, 0.0) + float(value.double().sum())
-    finally:
-        torch.random.set_rng_state(state)
-    per = sum(im.size for im in images) * math.log(2)
-    out = {key: value / per for key, value in sums.items()}
-    out["latent"] = sum(v for k, v in out.items() if k != "reconstruction")
-    out["neg_elbo"] = out["reconstruction"] + out["latent"]
-    return out
+    return _bits_per_subpixel(model, (im[None] for im in images), sum(im.size for im in images), seed, device)
 
 
 class FreeBits:

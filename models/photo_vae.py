@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .photo_likelihood import channel_mixture_log_prob, mixture_param_count, param_groups
 from .vae import (LOG_SIGMA_MAX, LOG_SIGMA_MIN, _gaussian_log_prob, _gaussian_sample, _kl_to_standard,
-                  _standard_log_prob, causal_mask)
+                  _standard_log_prob, causal_mask, iwae_log_weights)
 
 FAMILY = "photo-vae"  # recorded in checkpoints (``train.save_float_checkpoint``) to rebuild the right model
 
@@ -265,13 +265,7 @@ class PhotoVAE(nn.Module):
 
     def iwae_log_weights(self, x: torch.Tensor, k: int, max_rows: int = 512) -> torch.Tensor:
         """log w for k posterior samples per item: (k, B), nats; batched passes of at most ``max_rows`` images."""
-        per_pass = max(1, max_rows // max(len(x), 1))
-        out = []
-        for first in range(0, k, per_pass):
-            n = min(per_pass, k - first)
-            rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * len(x), *x.shape[1:])
-            out.append(self.log_weights(rep).view(n, len(x)))
-        return torch.cat(out)
+        return iwae_log_weights(self.log_weights, x, k, max_rows)
 
 
 def _kl_channels(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:

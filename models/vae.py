@@ -217,15 +217,8 @@ class ConvVAE(nn.Module):
         return log_w + _gaussian_log_prob(z1, *self.conditional_prior(z2)) + _standard_log_prob(z2) + neg_log_q2
 
     def iwae_log_weights(self, x: torch.Tensor, k: int, max_rows: int = 2048) -> torch.Tensor:
-        """log p(x,z_i) - log q(z_i|x) for k posterior samples: shape (k, B), nats. The samples run in batched
-        passes of at most ``max_rows`` images (at least one sample per pass), which bounds memory for large k."""
-        per_pass = max(1, max_rows // max(len(x), 1))
-        out = []
-        for first in range(0, k, per_pass):
-            n = min(per_pass, k - first)
-            rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * len(x), *x.shape[1:])
-            out.append(self.log_weights(rep).view(n, len(x)))
-        return torch.cat(out)
+        """log p(x,z_i) - log q(z_i|x) for k posterior samples: shape (k, B), nats (``iwae_log_weights``)."""
+        return iwae_log_weights(self.log_weights, x, k, max_rows)
 
 
 def _small_net(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
@@ -280,3 +273,16 @@ def _kl_to_standard(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
 def nats_to_bits_per_dim(nats: float, dims: int) -> float:
     """Convert a per-item cost in nats to bits per data dimension."""
     return nats / (dims * math.log(2))
+
+
+def iwae_log_weights(log_weights, x: torch.Tensor, k: int, max_rows: int) -> torch.Tensor:
+    """``log_weights`` (images (N, ...) -> log p(x,z) - log q(z|x) for one posterior sample each, nats (N,)) for k
+    samples per item of ``x``: shape (k, B). The samples run in batched passes of at most ``max_rows`` images (at
+    least one sample per pass), which bounds memory for large k."""
+    per_pass = max(1, max_rows // max(len(x), 1))
+    out = []
+    for first in range(0, k, per_pass):
+        n = min(per_pass, k - first)
+        rep = x.unsqueeze(0).expand(n, *x.shape).reshape(n * len(x), *x.shape[1:])
+        out.append(log_weights(rep).view(n, len(x)))
+    return torch.cat(out)
