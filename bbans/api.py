@@ -118,8 +118,4 @@ def decompress_collection(blob: bytes) -> dict:
     import io
 
     reader = CollectionReader(io.BytesIO(bytes(blob)))
-    out = {}
-    for k, name in enumerate(reader.names):
-        parts = list(reader.member(k).items())
-        out[name] = np.concatenate(parts) if len(parts) != 1 else parts[0]
-    return out
+    return {name: reader.member(k).read() for k, name in enumerate(reader.names)}

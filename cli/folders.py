@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bbans.container.pipeline import CollectionReader, EncodeOptions, FileBytes, encode, encode_collection
+from bbans.container.pipeline import CollectionReader, EncodeOptions, encode, encode_collection
 from bbans.container.sinks import MemorySink
 from bbans.errors import InputError
 
@@ -43,8 +43,7 @@ def encode_file_member(spec: FileMember, options: EncodeOptions):
     worker processes and Dask workers import it)."""
     inp = open_input(spec.path)
     sink = MemorySink()
-    fallback = None if inp.kind == "raw" else FileBytes(inp.raw_source, formats.raw_info(), inp.kind)
-    report = encode(inp.source, sink, replace(options, extra=inp.info), file_bytes=fallback)
+    report = encode(inp.source, sink, replace(options, extra=inp.info), file_bytes=inp.file_bytes_fallback())
     return sink.getvalue(), report
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bbans.container.archive import MAGIC as ARCHIVE_MAGIC
+from bbans.container.pipeline import FileBytes
 from bbans.container.sources import ArraySource, FileSource
 from bbans.errors import InputError
 from bbans.idx import GZIP_MAGIC, is_idx, maybe_gunzip, parse_idx
@@ -117,6 +118,11 @@ class Input:
     def raw_source(self) -> FileSource:
         """The file's own bytes as items of shape (size,)."""
         return CheckedFileSource(str(self.path), 0, (self.file_bytes,))
+
+    def file_bytes_fallback(self) -> FileBytes | None:
+        """The file's own bytes for the pipeline to code instead when they code smaller than the decoded data
+        (e.g. a PNG); None for a file coded as its bytes already."""
+        return None if self.kind == "raw" else FileBytes(self.raw_source, formats.raw_info(), self.kind)
 
 
 class NotThisKind(Exception):

@@ -216,9 +216,18 @@ def _check_files(files, output, to_stdout, keep, remove, what: str) -> None:
             raise click.UsageError(f"-o with several FILEs must be an existing folder ({output} is not)")
 
 
-def _rm_ignored(quiet: bool, what: str) -> None:
-    if not quiet:
-        click.echo(f"bbans: note: --rm ignored: the {what} is kept when the output goes to standard output", err=True)
+def _outputs(files, output, to_stdout, keep, remove, quiet, verbose, what: str, kept: str) -> tuple[bool, bool]:
+    """The option checks compress and decompress share; returns (to_stdout, remove): '-' alone implies -c unless
+    -o, and --rm is ignored with a notice when the output goes to standard output (the ``kept`` file stays)."""
+    _verbosity(quiet, verbose)
+    _check_files(files, output, to_stdout, keep, remove, what)
+    to_stdout = to_stdout or ([str(f) for f in files] == ["-"] and output is None)
+    if remove and to_stdout:
+        if not quiet:
+            click.echo(f"bbans: note: --rm ignored: the {kept} is kept when the output goes to standard output",
+                       err=True)
+        remove = False
+    return to_stdout, remove
 
 
 def _verbosity(quiet: bool, verbose: bool):
@@ -278,13 +287,8 @@ def compress(ctx, files, output, model_ref, batch_size, force, method, particles
     fraction of a percent of it, plus a small fixed cost per archive. Several FILEs give one archive each;
     an error on one is reported and the others go on (exit code: the first failure's).
     """
-    _verbosity(quiet, verbose)
-    _check_files(files, output, to_stdout, keep, remove, " (an archive holds one file)")
-    stdin_only = [str(f) for f in files] == ["-"]
-    to_stdout = to_stdout or (stdin_only and output is None)
-    if remove and to_stdout:
-        _rm_ignored(quiet, "input")
-        remove = False
+    to_stdout, remove = _outputs(files, output, to_stdout, keep, remove, quiet, verbose,
+                                 " (an archive holds one file)", "input")
     many = len(files) > 1
 
     def one(file: Path):
@@ -299,7 +303,7 @@ def compress(ctx, files, output, model_ref, batch_size, force, method, particles
 
 def _compress_one(file, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout, remove, jobs,
                   chunk_items, quiet, verbose, many, scheduler=None):
-    from bbans.container.pipeline import EncodeOptions, FileBytes, encode
+    from bbans.container.pipeline import EncodeOptions, encode
 
     from .inputs import open_input
     from .outputs import check_not_input, signals_deferred, sync_folder
@@ -314,13 +318,12 @@ def _compress_one(file, output, model_ref, batch_size, force, method, particles,
     options = EncodeOptions(method=method, model_ref=None if classical else model_ref, batch_size=batch_size,
                             particles=particles, chunk_items=chunk_items, jobs=jobs,
                             want_elbo=not (no_elbo or classical), extra=inp.info, scheduler=scheduler)
-    fallback = None if inp.kind == "raw" else FileBytes(inp.raw_source, _raw_info(), inp.kind)
     label = f"compressing {inp.name}" if many else "compressing"
     show = False if quiet else None
     with OutputFile(out, force) as sink, Progress(label, show) as progress, \
             Progress(f"-ELBO of {inp.name}" if many else "-ELBO", show, lazy=True) as elbo_progress:
         try:
-            rep = encode(inp.source, sink, options, file_bytes=fallback, progress=progress,
+            rep = encode(inp.source, sink, options, file_bytes=inp.file_bytes_fallback(), progress=progress,
                          eval_progress=elbo_progress)
         except (InputError, ModelError) as exc:
             raise _named(exc, inp.name) from None
@@ -360,12 +363,6 @@ def _compress_folder(folder, output, model_ref, batch_size, force, method, parti
     return folder_report(folder, rep, str(out or "stdout"))
 
 
-def _raw_info() -> bytes:
-    from .formats import raw_info
-
-    return raw_info()
-
-
 # --------------------------------------------------------------------------------------------- decompress
 
 
@@ -395,13 +392,7 @@ def _raw_info() -> bytes:
 def decompress(ctx, files, output, model_ref, force, to_stdout, keep, remove, jobs, item_range, quiet, verbose,
                as_json):
     """Restore the file compressed into each FILE (a .bba archive), exactly."""
-    _verbosity(quiet, verbose)
-    _check_files(files, output, to_stdout, keep, remove, "")
-    stdin_only = [str(f) for f in files] == ["-"]
-    to_stdout = to_stdout or (stdin_only and output is None)
-    if remove and to_stdout:
-        _rm_ignored(quiet, "archive")
-        remove = False
+    to_stdout, remove = _outputs(files, output, to_stdout, keep, remove, quiet, verbose, "", "archive")
     model = _model_ref(model_ref) if jobs == 1 and model_ref else None
     many = len(files) > 1
 

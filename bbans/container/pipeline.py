@@ -163,11 +163,19 @@ def _chunk_items(shape: tuple, chunk_items: int | None) -> int:
 # ---------------------------------------------------------------------------------------------------- encoding
 
 
+def _code_chunk(data: np.ndarray, model, options: EncodeOptions, extra: bytes = b"", progress=None,
+                eval_progress=None) -> CodedChunk:
+    """``encode_chunk`` with ``options``' method, batch size, particles and -ELBO wish (a multi-chunk archive's
+    chunks carry no ``extra``: the container info is in its prologue)."""
+    return encode_chunk(data, model, method=options.method, batch_size=options.batch_size,
+                        particles=options.particles, extra=extra, want_elbo=options.want_elbo, progress=progress,
+                        eval_progress=eval_progress)
+
+
 def _encode_task(task) -> CodedChunk:
-    source, i, j, model_ref, options = task
+    source, i, j, options = task
     workers.limit_math_threads()
-    return encode_chunk(source.read(i, j), load_model_ref(model_ref), method=options.method,
-                        batch_size=options.batch_size, particles=options.particles, want_elbo=options.want_elbo)
+    return _code_chunk(source.read(i, j), load_model_ref(options.model_ref), options)
 
 
 def encode(source, sink, options: EncodeOptions = EncodeOptions(), *, model: LatentModel | None = None,
@@ -198,9 +206,7 @@ def encode(source, sink, options: EncodeOptions = EncodeOptions(), *, model: Lat
 
 def _encode_one_chunk(source, sink, options, model, file_bytes, progress, eval_progress, report) -> None:
     data = source.read(0, report.n_items)
-    coded = encode_chunk(data, model, method=options.method, batch_size=options.batch_size,
-                         particles=options.particles, extra=options.extra, want_elbo=options.want_elbo,
-                         progress=progress, eval_progress=eval_progress)
+    coded = _code_chunk(data, model, options, options.extra, progress, eval_progress)
     if file_bytes is not None and options.method == "auto" and len(coded.blob) > file_bytes.source.shape[0]:
         size = file_bytes.source.shape[0]
         alt = encode_chunk(file_bytes.source.read(0, size), None, method="auto", extra=file_bytes.extra)
@@ -227,19 +233,16 @@ def _encode_chunks(source, sink, options, model, jobs, progress, report) -> None
         if progress is not None:
             progress(j, n)
 
-    chunk_options = EncodeOptions(options.method, options.model_ref, options.batch_size, options.particles,
-                                  want_elbo=options.want_elbo)
     if jobs == 1 and options.scheduler is None:
         for i, j in spans:
             data = source.read(i, j)
             inner = None if progress is None else (lambda d, t, i=i: progress(i + d, n))
-            take(encode_chunk(data, model, method=options.method, batch_size=options.batch_size,
-                              particles=options.particles, want_elbo=options.want_elbo, progress=inner), data, j)
+            take(_code_chunk(data, model, options, progress=inner), data, j)
     else:
         def task(i, j):  # workers read file regions themselves; in-memory items travel as just the chunk
             if hasattr(source, "path"):
-                return source, i, j, options.model_ref, chunk_options
-            return ArraySource(source.read(i, j)), 0, j - i, options.model_ref, chunk_options
+                return source, i, j, options
+            return ArraySource(source.read(i, j)), 0, j - i, options
 
         with workers.executor(jobs, options.scheduler) as pool:
             tasks = (task(i, j) for i, j in spans)
@@ -356,6 +359,11 @@ class ArchiveReader:
         """How many chunks hold items [i, j) (what decoding that range costs)."""
         return len(self.header.chunks_for(i, j)) if self.chunked else 1
 
+    def read(self, i: int = 0, j: int | None = None, **options) -> np.ndarray:
+        """The items [i, j) as one uint8 array (``items`` options), every checksum of the range verified."""
+        parts = list(self.items(i, j, **options))
+        return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
     def items(self, i: int = 0, j: int | None = None, *, model: LatentModel | None = None,
               model_ref: str | None = None, jobs: int = 1, scheduler: str | None = None, progress=None):
         """Yield the items [i, j) as uint8 arrays, chunk by chunk, decoding only the chunks that overlap the range.
@@ -402,9 +410,7 @@ class ArchiveReader:
 
 def decode_all(blob: bytes, model: LatentModel | None = None, progress=None) -> np.ndarray:
     """Decode a whole archive (single or multi-chunk) held in memory into one array (checks every CRC)."""
-    reader = ArchiveReader(io.BytesIO(bytes(blob)))
-    parts = list(reader.items(model=model, progress=progress))
-    return np.concatenate(parts) if len(parts) != 1 else parts[0]
+    return ArchiveReader(io.BytesIO(bytes(blob))).read(model=model, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------- collections
