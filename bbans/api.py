@@ -46,7 +46,8 @@ def _as_data(data) -> np.ndarray:
 
 def compress_with_report(data: np.ndarray, model: LatentModel | None = None, *, batch_size: int = 100,
                          extra: bytes = b"", method: str = "auto", progress=None, particles: int = 1,
-                         chunk_items: int | None = None, want_elbo: bool = False) -> tuple[bytes, Report]:
+                         chunk_items: int | None = None, want_elbo: bool = False,
+                         format_version: int = archive.FORMAT_VERSION) -> tuple[bytes, Report]:
     """Compress ``data`` (uint8, (N, *item_shape), any memory layout) into archive bytes; also say what was done.
 
     ``model``: a coding model (bitsback/protocol.py), or None for the installed model that fits the data.
@@ -55,10 +56,14 @@ def compress_with_report(data: np.ndarray, model: LatentModel | None = None, *, 
     ``particles``: K >= 2 codes with Monte-Carlo bits-back (bitsback/importance.py, archive method
     "bits-back-is"), which costs the K-sample importance-weighted bound instead of the -ELBO, at about K times the
     model work. ``want_elbo``: also measure the model's -ELBO (``Report.elbo_bits``, bits summed over items).
+    ``format_version``: 1 writes bits-back archives as bbans did before layout 2 (a random seed, the model's own
+    latent bins; docs/design.md, "Initial bits and the schedule"), for decoders that read only version 1.
     """
+    if format_version not in (1, archive.FORMAT_VERSION):
+        raise InputError(f"format_version must be 1 or {archive.FORMAT_VERSION}, got {format_version!r}")
     sink = MemorySink()
     options = EncodeOptions(method=method, batch_size=batch_size, particles=particles, chunk_items=chunk_items,
-                            want_elbo=want_elbo, extra=bytes(extra))
+                            want_elbo=want_elbo, extra=bytes(extra), format_version=format_version)
     report = encode(ArraySource(_as_data(data)), sink, options, model=model, progress=progress)
     return sink.getvalue(), report
 

@@ -8,8 +8,8 @@ file after decoding:
 =========  ==========================================  ======================================================
 kind       array                                       restored file
 =========  ==========================================  ======================================================
-npy        uint8 or bool (as 0/1), C order, (N,H,W)     byte-identical (the npy header is kept verbatim)
-           or (N,H,W,C); a 2-D (H,W) array is coded
+npy        uint8 or bool (as 0/1), C order, (N,H,W)    byte-identical (the npy header is kept verbatim, or,
+           or (N,H,W,C); a 2-D (H,W) array is coded    when it is the one numpy writes, rebuilt: kind 6)
            as (1,H,W)
 idx        uint8 IDX (MNIST), 3 or 4 dims, or 2 dims   byte-identical IDX; a gzip-compressed input is restored
            (one image)                                 *uncompressed* (gzip bytes depend on the compressor)
@@ -27,6 +27,11 @@ Container info layout (little-endian, no pickle)::
     u8 version (=1) | u8 kind | kind fields
 
     npy:  u32 n | n bytes: the original npy preamble (magic, version, header dict, padding)
+    npy with a standard header (kind 6, written only when the file's preamble is byte for byte the one
+          ``standard_npy_preamble`` makes for its descr and shape, i.e. what np.save writes; any other gets kind 1
+          above, byte for byte as before): u8 flags, nothing else. Bit 0: descr '|b1' (bool) instead of '|u1';
+          bit 1: the file's array was 2-D (H, W), coded as (1, H, W); other bits 0. The shape is the decoded
+          data's (without its leading 1 for bit 1); restoring writes standard_npy_preamble(descr, shape).
     idx:  u8 flags (bit 0: the input was gzip-compressed) | u32 n | n bytes: the original IDX header
     png:  str mode | u8 has_palette [| str palette_mode | u32 n | n palette bytes]
           | u8 transparency kind (0 none, 1 integer, 2 bytes, 3 RGB triple) [| payload]
@@ -59,8 +64,11 @@ from bbans.errors import ArchiveError
 from bbans.idx import idx_header, is_idx
 
 INFO_VERSION = 1
-KIND_NPY, KIND_IDX, KIND_PNG, KIND_RAW, KIND_PNG_CHUNKS = 1, 2, 3, 4, 5
-KIND_NAMES = {KIND_NPY: "npy", KIND_IDX: "idx", KIND_PNG: "png", KIND_RAW: "raw", KIND_PNG_CHUNKS: "png"}
+KIND_NPY, KIND_IDX, KIND_PNG, KIND_RAW, KIND_PNG_CHUNKS, KIND_NPY_STANDARD = 1, 2, 3, 4, 5, 6
+KIND_NAMES = {KIND_NPY: "npy", KIND_IDX: "idx", KIND_PNG: "png", KIND_RAW: "raw", KIND_PNG_CHUNKS: "png",
+              KIND_NPY_STANDARD: "npy"}
+#: kind 6 flags: the array is bool ('|b1', else '|u1'); the file's array was 2-D (H, W), coded as (1, H, W).
+NPY_FLAG_BOOL, NPY_FLAG_2D = 1, 2
 
 
 #: PNG modes we accept, with the number of channels they store (None: 2-D array).
@@ -80,8 +88,27 @@ class Container:
     palette: bytes = b""
     transparency: object = None        # png: None, int, bytes or (r, g, b)
     chunks: list | None = None         # png kind 5: [(type, data or None = written anew)] in the file's order
+    npy_flags: int | None = None       # npy kind 6 (standard header, rebuilt): NPY_FLAG_*; None for kind 1
 
-    def describe(self) -> str:
+    @property
+    def npy_standard(self) -> bool:
+        """An npy container of kind 6: its preamble is rebuilt from the decoded data's shape (``npy_preamble_for``)."""
+        return self.kind == "npy" and self.npy_flags is not None
+
+    def describe(self, shape: tuple | None = None) -> str:
+        """One line on the file decompress writes; ``shape``: the archive's data shape (N, *item), which a kind-6
+        npy container needs to name the file's shape (without it, the line says where the shape comes from)."""
+        if self.npy_standard:
+            descr = npy_standard_descr(self.npy_flags)
+            if shape is not None:
+                try:
+                    d = npy_header_fields(self.npy_preamble_for(shape))
+                    return f"npy (numpy format 1.0, header {d}; standard header, rebuilt on restore)"
+                except ArchiveError:
+                    pass
+            where = "<the data's (1, H, W) as (H, W)>" if self.npy_flags & NPY_FLAG_2D else "<the data's shape>"
+            return (f"npy (numpy format 1.0, header {{'descr': {descr!r}, 'fortran_order': False, "
+                    f"'shape': {where}}}; standard header, rebuilt on restore)")
         if self.kind == "npy":
             d = npy_header_fields(self.header)
             return f"npy (numpy format {self.header[6]}.{self.header[7]}, header {d})"
@@ -102,6 +129,24 @@ class Container:
             return "raw (the file's bytes, restored exactly)"
         return "none (archive made through the Python API; decompress writes a .npy file)"
 
+    def npy_preamble_for(self, shape: tuple) -> bytes:
+        """The npy preamble of the file whose data (N, *item) have ``shape``: the stored one (kind 1) or, for kind
+        6, the standard one rebuilt (for the 2-D flag, ``shape`` must be (1, H, W) and the file's is (H, W));
+        ``ArchiveError`` when the shape cannot be the file's."""
+        shape = tuple(int(s) for s in shape)
+        if not self.npy_standard:
+            return self.header
+        if self.npy_flags & NPY_FLAG_2D:
+            if len(shape) != 3 or shape[0] != 1:
+                raise ArchiveError(f"decoded data has shape {shape} but the container info says one 2-D .npy "
+                                   "array, coded as (1, H, W); the archive is corrupt")
+            shape = shape[1:]
+        try:
+            return standard_npy_preamble(npy_standard_descr(self.npy_flags), shape)
+        except ValueError as exc:
+            raise ArchiveError(f"decoded data has shape {shape}, which no .npy version 1.0 header can hold "
+                               f"({exc}); the archive is corrupt") from None
+
 
 # ----------------------------------------------------------------------------------------------- container info
 
@@ -114,6 +159,36 @@ def raw_info() -> bytes:
 def npy_info(preamble: bytes) -> bytes:
     """Container info of a .npy file: its preamble (magic, version, header dict, padding), kept verbatim."""
     return _pack(KIND_NPY, _u32_bytes(preamble))
+
+
+def npy_standard_info(is_bool: bool, two_d: bool) -> bytes:
+    """Container info of a .npy file whose preamble is ``standard_npy_preamble`` of its descr ('|b1' when
+    ``is_bool``, else '|u1') and shape (2-D when ``two_d``: coded as (1, H, W)): one byte of flags (kind 6)."""
+    return _pack(KIND_NPY_STANDARD, bytes([(NPY_FLAG_BOOL if is_bool else 0) | (NPY_FLAG_2D if two_d else 0)]))
+
+
+def layout1_info(info: bytes, items_shape: tuple) -> bytes:
+    """Container info as bbans wrote it before kind 6 (``--format-version 1``): a kind-6 npy info becomes kind 1
+    with the same (standard) preamble, for the items' shape ``items_shape``; any other info is returned as is."""
+    if len(info) < 3 or info[1] != KIND_NPY_STANDARD:
+        return info
+    descr = npy_standard_descr(info[2])
+    shape = tuple(items_shape[1:]) if info[2] & NPY_FLAG_2D else tuple(items_shape)
+    return npy_info(standard_npy_preamble(descr, shape))
+
+
+def npy_info_for(preamble: bytes, descr, shape: tuple) -> bytes:
+    """The container info of a .npy file with ``preamble`` (whose header says ``descr`` and ``shape``): kind 6 (one
+    byte) when the preamble is byte for byte ``standard_npy_preamble(descr, shape)`` for a '|u1' or '|b1' array of
+    2 to 4 dims, else kind 1 (the preamble verbatim), byte for byte as before kind 6 existed."""
+    if descr in ("|u1", "|b1") and isinstance(shape, tuple) and len(shape) in (2, 3, 4):
+        try:
+            standard = standard_npy_preamble(descr, shape)
+        except ValueError:
+            standard = None
+        if standard is not None and standard == bytes(preamble):
+            return npy_standard_info(descr == "|b1", len(shape) == 2)
+    return npy_info(preamble)
 
 
 def idx_info(header: bytes, was_gzip: bool) -> bytes:
@@ -233,6 +308,36 @@ def _chunk_bytes(t: bytes, d: bytes) -> bytes:
     return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
 
 
+#: what numpy's format writer pads the header with so the first axis can grow in place (numpy's
+#: GROWTH_AXIS_MAX_DIGITS and ARRAY_ALIGN); fixed here: archives must not depend on the installed numpy.
+_NPY_GROWTH_DIGITS, _NPY_ALIGN = 21, 64
+
+
+def standard_npy_preamble(descr: str, shape: tuple) -> bytes:
+    """The npy format version 1.0 preamble numpy writes (``np.save``) for a C-order array of ``descr`` and
+    ``shape``: magic, version 1.0, u16 header length, the header dict, spaces and a newline so that the preamble's
+    length is a multiple of 64. Our own writer, byte for byte what numpy 1.x and 2.x write, so that restored files
+    do not depend on the installed numpy. ``ValueError`` when the header does not fit version 1.0."""
+    if not isinstance(descr, str) or not isinstance(shape, tuple) \
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape):
+        raise ValueError(f"not an npy descr and shape: {descr!r}, {shape!r}")
+    shape = tuple(int(s) for s in shape)  # plain ints, whose repr is the one numpy writes
+    text = "{" + f"'descr': {descr!r}, 'fortran_order': False, 'shape': {shape!r}, " + "}"
+    if shape:  # numpy's room to grow the first axis in place
+        text += " " * max(0, _NPY_GROWTH_DIGITS - len(repr(shape[0])))
+    header = text.encode("latin1")
+    n = len(header) + 1  # + the final newline
+    pad = _NPY_ALIGN - (10 + n) % _NPY_ALIGN  # 1..64 spaces, as numpy pads (never 0)
+    if n + pad > 0xFFFF:
+        raise ValueError(f"an npy header for shape {shape} does not fit format version 1.0")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", n + pad) + header + b" " * pad + b"\n"
+
+
+def npy_standard_descr(flags: int) -> str:
+    """The descr of a kind-6 npy container's array."""
+    return "|b1" if flags & NPY_FLAG_BOOL else "|u1"
+
+
 def npy_header_fields(preamble: bytes) -> dict:
     """Parse an npy preamble (magic..padding) into its dict; ``ValueError`` when malformed."""
     f = io.BytesIO(preamble)
@@ -338,6 +443,13 @@ def parse_info(info: bytes) -> Container:
         except (ValueError, SyntaxError, UnicodeDecodeError, struct.error, MemoryError, RecursionError):
             raise ArchiveError("the archive's stored .npy header is corrupt") from None
         c = Container("npy", header=header)
+    elif kind == KIND_NPY_STANDARD:
+        if not r.left:
+            raise ArchiveError("the archive's container info is corrupt (a standard .npy header without its flags)")
+        flags = r.byte("npy flags")
+        if flags & ~(NPY_FLAG_BOOL | NPY_FLAG_2D):
+            raise ArchiveError(f"the archive's container info is corrupt (unknown .npy flags {flags:#04x})")
+        c = Container("npy", npy_flags=flags)
     elif kind == KIND_IDX:
         flags = r.byte("IDX flags")
         if flags & ~1:
@@ -420,6 +532,8 @@ def render(data: np.ndarray, container: Container) -> bytes:
         if data.ndim != 1:
             raise ArchiveError(f"decoded data has shape {data.shape}, not the 1-D bytes of a raw file; corrupt")
         return data.tobytes()
+    if container.npy_standard:
+        return container.npy_preamble_for(data.shape) + data.tobytes()
     if container.kind == "npy":
         shape = tuple(npy_header_fields(container.header)["shape"])
         _check_shape(data, shape)
@@ -511,6 +625,8 @@ def file_prefix(container: Container, shape: tuple) -> bytes | None:
         buf = io.BytesIO()
         np.lib.format.write_array_header_1_0(buf, {"descr": "|u1", "fortran_order": False, "shape": shape})
         return buf.getvalue()
+    if container.npy_standard:
+        return container.npy_preamble_for(shape)
     if container.kind == "npy":
         d = npy_header_fields(container.header)
         stored = tuple(d["shape"])

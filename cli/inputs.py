@@ -158,7 +158,9 @@ def probe_npy(path: Path, head: bytes, size: int, name: str):
         raise NotThisKind(f"{name}: the .npy header declares shape {shape} ({count} bytes of data) but the file "
                           f"holds {size - len(preamble)}; the file is truncated or has trailing bytes")
     items = (1, *shape) if len(shape) == 2 else tuple(shape)
-    return ("npy", formats.npy_info(preamble), f".npy {dtype} array, {' x '.join(map(str, shape))}",
+    # kind 6 (one byte) when the preamble is the standard one numpy writes, else the preamble verbatim (kind 1)
+    info = formats.npy_info_for(preamble, d["descr"], tuple(shape))
+    return ("npy", info, f".npy {dtype} array, {' x '.join(map(str, shape))}",
             CheckedFileSource(str(path), len(preamble), items))
 
 
@@ -275,9 +277,10 @@ GZIP_NOTE = ("the input is gzip-compressed: decompress restores the uncompressed
              "rebuilt byte for byte; gzip it again if you need the .gz)")
 
 
-def open_input(file) -> Input:
+def open_input(file, format_version: int = 2) -> Input:
     """Open the file to compress (``-``: standard input) with the probe its first bytes call for; a file no probe
-    reads is its own bytes (kind 'raw', with a note saying why). Only a bbans archive is refused."""
+    reads is its own bytes (kind 'raw', with a note saying why). Only a bbans archive is refused. With
+    ``format_version`` 1 the container info is as bbans wrote it before archive layout 2 (no npy kind 6)."""
     from_stdin = str(file) == STDIN
     path = spool_stdin() if from_stdin else Path(file)
     name = "stdin" if from_stdin else str(file)
@@ -293,6 +296,8 @@ def open_input(file) -> Input:
         if isinstance(probe, str):
             raise NotThisKind(f"{name}: {probe}")
         kind, info, description, source = probe(path, head, size, name)
+        if format_version == 1:
+            info = formats.layout1_info(info, tuple(source.shape))
         notes = [PNG_NOTE] if kind == "png" else [GZIP_NOTE] if description.startswith("MNIST IDX (gzip") else []
     except NotThisKind as why:
         kind, info, description = "raw", formats.raw_info(), "raw bytes"

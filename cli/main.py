@@ -35,6 +35,7 @@ _ignore_ctrl_c_in_a_worker()
 
 import click  # noqa: E402
 
+from bbans.container.archive import FORMAT_VERSION  # noqa: E402
 from bbans.errors import ArchiveError, BBANSError, InputError, ModelError  # noqa: E402
 from bbans_models.datasets import RECIPES  # noqa: E402 -- plain data: imports no torch
 
@@ -274,12 +275,16 @@ def _verbosity(quiet: bool, verbose: bool):
                    "scheduler, or local:N for N local worker processes (pip install bbans[cluster]). Workers read "
                    "the input from its path, so it must be on a filesystem they all see; the archive is the same "
                    "bytes as with -j 1.")
+@click.option("--format-version", type=click.IntRange(1, FORMAT_VERSION), default=FORMAT_VERSION, show_default=True,
+              help="Archive layout to write. 1: as bbans wrote before layout 2 (bits-back with a random seed and the "
+                   "model's own latent bins, the .npy header stored whole), for decoders that read only version 1; "
+                   "2: bits-back seeded with the first items' own code, small headers.")
 @click.option("-q", "--quiet", is_flag=True, help="No report, notes or progress; errors only.")
 @click.option("-v", "--verbose", is_flag=True, help="A longer report: initial bits, payload, batch schedule, chunk methods.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (a list for several FILEs).")
 @click.pass_context
 def compress(ctx, files, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout, keep, remove,
-             jobs, chunk_items, scheduler, quiet, verbose, as_json):
+             jobs, chunk_items, scheduler, format_version, quiet, verbose, as_json):
     """Compress each FILE into a .bba archive with bits-back coding.
 
     Prints the archive size and rate in bits per dimension (bits/dim: archive bits divided by the number of
@@ -294,22 +299,22 @@ def compress(ctx, files, output, model_ref, batch_size, force, method, particles
     def one(file: Path):
         if file.is_dir():
             return _compress_folder(file, output, model_ref, batch_size, force, method, particles, to_stdout,
-                                    remove, jobs, chunk_items, scheduler, quiet)
+                                    remove, jobs, chunk_items, scheduler, quiet, format_version)
         return _compress_one(file, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout,
-                             remove, jobs, chunk_items, quiet, verbose, many, scheduler)
+                             remove, jobs, chunk_items, quiet, verbose, many, scheduler, format_version)
 
     Batch(files, as_json, quiet, to_stdout).run(ctx, one)
 
 
 def _compress_one(file, output, model_ref, batch_size, force, method, particles, no_elbo, to_stdout, remove, jobs,
-                  chunk_items, quiet, verbose, many, scheduler=None):
+                  chunk_items, quiet, verbose, many, scheduler=None, format_version=FORMAT_VERSION):
     from bbans.container.pipeline import EncodeOptions, encode
 
     from .inputs import open_input
     from .outputs import check_not_input, signals_deferred, sync_folder
     from .report import compress_report
 
-    inp = open_input(file)  # '-' = stdin; .npy, IDX and raw bytes are read one chunk at a time, not whole
+    inp = open_input(file, format_version)  # '-' = stdin; .npy, IDX and raw bytes are read one chunk at a time
     out = None if to_stdout else output_path(output, file.with_name(file.name + ".bba"))
     if out is not None:
         check_not_input(out, None if inp.from_stdin else inp.path)
@@ -317,7 +322,8 @@ def _compress_one(file, output, model_ref, batch_size, force, method, particles,
     classical = method not in ("auto", "bits-back")
     options = EncodeOptions(method=method, model_ref=None if classical else model_ref, batch_size=batch_size,
                             particles=particles, chunk_items=chunk_items, jobs=jobs,
-                            want_elbo=not (no_elbo or classical), extra=inp.info, scheduler=scheduler)
+                            want_elbo=not (no_elbo or classical), extra=inp.info, scheduler=scheduler,
+                            format_version=format_version)
     label = f"compressing {inp.name}" if many else "compressing"
     show = False if quiet else None
     with OutputFile(out, force) as sink, Progress(label, show) as progress, \
@@ -340,7 +346,7 @@ def _compress_one(file, output, model_ref, batch_size, force, method, particles,
 
 
 def _compress_folder(folder, output, model_ref, batch_size, force, method, particles, to_stdout, remove, jobs,
-                     chunk_items, scheduler, quiet):
+                     chunk_items, scheduler, quiet, format_version=FORMAT_VERSION):
     """``bbans compress DIR``: one collection archive of every file below DIR (cli/folders.py)."""
     from bbans.container.pipeline import EncodeOptions
 
@@ -355,7 +361,8 @@ def _compress_folder(folder, output, model_ref, batch_size, force, method, parti
         check_output(out, force)
     classical = method not in ("auto", "bits-back")
     options = EncodeOptions(method=method, model_ref=None if classical else model_ref, batch_size=batch_size,
-                            particles=particles, chunk_items=chunk_items, jobs=jobs, scheduler=scheduler)
+                            particles=particles, chunk_items=chunk_items, jobs=jobs, scheduler=scheduler,
+                            format_version=format_version)
     with OutputFile(out, force) as sink, Progress(f"compressing {folder.name}", False if quiet else None,
                                                   unit="files") as progress:
         rep = compress_folder(folder, sink, options, progress)

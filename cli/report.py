@@ -121,6 +121,9 @@ def compress_report(inp, rep, out: str, jobs: int, *, elbo_asked: bool = True, v
         if rep.initial_bits:
             r.add("initial bits", f"{rep.initial_bits:,} bits ({rep.initial_bits / 8:,.0f} bytes): the one-off cost "
                                   "of bits-back's first pops", rep.initial_bits, "initial_bits")
+        if rep.seed_items:
+            r.add("seed", f"the first {plural(rep.seed_items, 'item')} coded under p(x | z = 0) without bits back: "
+                          "the bits the first posterior pops take", rep.seed_items, "seed_items")
         if rep.payload_bits:
             r.add("payload", f"{rep.payload_bits:,} bits; header, schedule and checks "
                              f"{max(0, 8 * rep.archive_bytes - rep.payload_bits):,} bits", rep.payload_bits,
@@ -129,7 +132,8 @@ def compress_report(inp, rep, out: str, jobs: int, *, elbo_asked: bool = True, v
             r.add("batches", schedule_summary(rep.schedule, used == "bits-back-is"))
         if len(rep.methods) > 1:
             r.add("chunk methods", ", ".join(f"{m}: {plural(n, 'chunk')}" for m, n in rep.methods.most_common()))
-    r.extend(methods=dict(rep.methods), initial_bits=rep.initial_bits, payload_bits=rep.payload_bits)
+    r.extend(methods=dict(rep.methods), initial_bits=rep.initial_bits, seed_items=rep.seed_items,
+             payload_bits=rep.payload_bits)
     rate = f", {rep.n_items / rep.seconds:,.0f} items/s" if rep.seconds and rep.n_items > 1 else ""
     procs = f" with {plural(jobs, 'process', 'processes')}" if rep.n_chunks > 1 else ""
     r.add("time", f"{fmt_seconds(rep.seconds)} to code {plural(rep.n_items, 'item')}{procs}{rate}", rep.seconds,
@@ -137,6 +141,33 @@ def compress_report(inp, rep, out: str, jobs: int, *, elbo_asked: bool = True, v
     for note in inp.notes:
         r.add("note", note)
     return r
+
+
+def coder_line(h) -> str:
+    """A layout-2 archive's coder settings and coding variant, read from the installed model its digest names (the
+    archive stores only the digest); the digest alone when that model is not installed."""
+    from bbans.bitsback.protocol import variant_of, with_digest
+    from bbans.container.registry import find_model
+    from bbans.errors import BBANSError
+
+    digest = f"digest {h.settings_digest:08x}"
+    try:
+        model = with_digest(find_model(h.model_name, h.model_sha256), h.settings_digest)
+    except BBANSError:
+        return f"{digest} (its model is not installed, so the settings it names are unknown here)"
+    items = {**dict(model.coder_settings), **{f"variant {k}": v for k, v in variant_of(model).items()}}
+    return ", ".join(f"{k}={v}" for k, v in sorted(items.items())) + f" ({digest})"
+
+
+def batch_runs(h) -> list | None:
+    """The (items, particles, repeat) runs of a layout-2 bits-back archive's ramp (bitsback/schedule.py), or None
+    when the header claims more items than its payload could hold (a corrupt archive: its ramp is not expanded)."""
+    from bbans.bitsback.bounds import plausible_item_count
+    from bbans.bitsback.schedule import Ramp, run_lengths
+
+    if not plausible_item_count(h.n_items, h.payload_bytes // 4):
+        return None
+    return run_lengths(Ramp(*h.ramp, particles=h.particles).batches(h.n_items - h.seed_items))
 
 
 def schedule_summary(schedule, particles: bool) -> str:
@@ -171,7 +202,7 @@ def info_report(path, reader, container, chunk_headers=None) -> Report:
     r.extend(**{k: v for k, v in dataclasses.asdict(h).items() if k not in ("offsets",)})
     r.add("archive", f"{path}: {fmt_bytes(h.archive_bytes)}" + (f", {bpd:.4f} bits/dim" if bpd else ""))
     r.extend(n_items=h.n_items, bits_per_dim=bpd, container=container.kind,
-             container_description=container.describe())
+             container_description=container.describe(shape))
     r.add("format", f"bbans archive version {h.version}" + (", multi-chunk" if reader.chunked else ""))
     if reader.chunked:
         methods = Counter(c.method for c in chunk_headers)
@@ -194,15 +225,24 @@ def info_report(path, reader, container, chunk_headers=None) -> Report:
         r.add("count", f"{plural(h.n_items, 'item')}, {plural(dims, 'value')}")
         r.add("data crc32", f"{h.data_crc32:08x}")
         if h.model_name:
-            settings = h.coder_settings or {}
-            r.add("batches", schedule_summary(h.schedule, h.method == "bits-back-is"))
+            runs = h.schedule if h.version == 1 else batch_runs(h)
+            r.add("batches", schedule_summary(runs, h.method == "bits-back-is") if runs is not None
+                  else "not listed (the archive claims more items than its payload can hold)")
             if h.method == "bits-back-is":
                 r.add("particles", f"up to {h.particles} per item (Monte-Carlo bits-back; [Np]: N particles)")
-            r.add("coder", ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) or "default")
-            r.add("initial bits", f"{h.seed_words:,} seed words, {h.prefix_words:,} of them not stored")
+            if h.version == 1:
+                settings = h.coder_settings or {}
+                r.add("coder", ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) or "default")
+                r.add("initial bits", f"{h.seed_words:,} seed words, {h.prefix_words:,} of them not stored")
+            else:
+                r.add("coder", coder_line(h))
+                start, net, pop, size = h.ramp
+                r.add("seed", f"the first {plural(h.seed_items, 'item')} coded under p(x | z = 0); batch ramp: "
+                              f"{start:,} bits after the seed, +{net:,} per item, {pop:,} per pop, batches of up "
+                              f"to {size:,}")
         r.add("payload", f"{fmt_bytes(h.payload_bytes)}; header and checks "
                          f"{h.archive_bytes - h.payload_bytes:,} bytes")
-    r.add("container", container.describe())
+    r.add("container", container.describe(shape))
     return r
 
 

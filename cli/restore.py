@@ -116,7 +116,7 @@ def restore(file, output: Path | None, to_stdout: bool, force: bool, item_range:
     return Restored(str(target) if target is not None else "stdout", container.kind, written, shape,
                     (i, j) == (0, n), reader.chunks_for(i, j), reader.n_chunks, container.gzip, from_stdin,
                     "stdin" if from_stdin else str(path), reader.header.archive_bytes, method, model_name,
-                    container.describe())
+                    container.describe(reader.shape))
 
 
 def test_archive(file, model, model_ref, jobs: int, progress) -> Tested:
@@ -138,4 +138,4 @@ def test_archive(file, model, model_ref, jobs: int, progress) -> Tested:
         method, model_name = _method_and_model(f, reader)
     kind = container.kind if container.kind != "none" else "npy"
     return Tested(kind, reader.shape, reader.header.archive_bytes, method, model_name, reader.n_chunks,
-                  container.describe())
+                  container.describe(reader.shape))

@@ -10,6 +10,7 @@ reads its weights file (``weights_file``) and imports no training or export code
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,33 @@ class VAECodingModel:
         self.latent_shape = self.config.latent_shape
         self.layer_sizes = self.config.latent_layer_sizes
         self.latent_size = int(sum(self.layer_sizes))
+        self.coding_variant: dict = {}  # coding-time choices (with_coding_variant); {} = as exported
+        self.known_coding_variants: list = []  # variants archives may have used (set by the registry)
+        self.latent_coarsening = 0
+
+    def with_coding_variant(self, variant: dict) -> "VAECodingModel":
+        """This model coding with ``variant`` (docs/design.md, "Coding variants"), a dict of at most:
+
+        - ``latent_coarsening`` k: the latent codecs use bins 2^k times wider (bin exponent
+          ``latent_bin_exponent - k``, ``latent_bins >> k`` symbols); the networks see a latent's bin index times
+          2^k, i.e. the same value in the exported bins.
+
+        Wider bins make a posterior pop take fewer bits (which the chain's data seed must cover) and cost no rate
+        while they stay narrow next to the posterior's spread (measured per model: ``scripts/coding_variant.py``).
+        Shares the weights and networks with ``self``."""
+        variant = {k: v for k, v in dict(variant or {}).items() if v not in (0, None)}
+        unknown = set(variant) - {"latent_coarsening"}
+        if unknown:
+            raise ModelError(f"model {self.name!r} has no coding option {sorted(unknown)}")
+        base = int(self.coder_settings["latent_bin_exponent"])
+        k = variant.get("latent_coarsening", 0)
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= base:
+            raise ModelError(f"latent coarsening must be an integer in 0..{base} for model {self.name!r}, got {k!r}")
+        out = copy.copy(self)
+        out.coding_variant, out.latent_coarsening = variant, k
+        out._bin_exp = base - k
+        out.latent_bins = int(self.coder_settings["latent_bins"]) >> k
+        return out
 
     # ---- coding (integer-exact) ----------------------------------------------------------------------------
     @staticmethod
@@ -112,7 +140,9 @@ class VAECodingModel:
         return mean, std
 
     def _layer_input(self, z: np.ndarray, shape: tuple) -> np.ndarray:
-        return np.asarray(z).reshape(-1, *shape)
+        """Latent bin indices (B, size) -> network input (B, *shape) in the exported bins (coarse index * 2^k)."""
+        z = np.asarray(z)
+        return (z << self.latent_coarsening if self.latent_coarsening else z).reshape(-1, *shape)
 
     def posterior_codec(self, x: np.ndarray):
         """q(z|x): one layer, q(z1|x); two layers, z1 ~ q(z1|x) then z2 ~ q(z2|z1) (``LayeredLatents``)."""

@@ -25,6 +25,7 @@ from .weights_file import data_shape, read_metadata, value_range
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
 FIELDS = ("name", "file", "sha256", "status", "description")
+OPTIONAL_FIELDS = ("coding_variants",)  # list of variant dicts; the last codes new archives (coding_model.py)
 STATUSES = ("listed", "retired")
 
 
@@ -39,7 +40,8 @@ def read_manifest(path: Path = MANIFEST) -> list[dict]:
     names = set()
     for entry in entries:
         if (not isinstance(entry, dict) or any(not isinstance(entry.get(k), str) for k in FIELDS)
-                or entry["status"] not in STATUSES or entry["name"] in names):
+                or entry["status"] not in STATUSES or entry["name"] in names
+                or not isinstance(entry.get("coding_variants", []), list)):
             raise ModelError(f"the model manifest {path} has a malformed or duplicate entry: {entry!r}")
         names.add(entry["name"])
     return entries
@@ -48,7 +50,8 @@ def read_manifest(path: Path = MANIFEST) -> list[dict]:
 def write_manifest(entries: list[dict], path: Path = MANIFEST) -> None:
     """Write ``entries`` as the manifest (indented JSON, keys in FIELDS order), replacing the file atomically."""
     path = Path(path)
-    text = json.dumps([{k: e[k] for k in FIELDS} for e in entries], indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps([{k: e[k] for k in FIELDS + OPTIONAL_FIELDS if k in e} for e in entries], indent=2,
+                      ensure_ascii=False) + "\n"
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
@@ -80,7 +83,12 @@ class BuiltinProvider:
         entry = self._entries.get(name)
         if entry is None:
             return None
-        return VAECodingModel(WEIGHTS_DIR / entry["file"], expected_sha256=entry["sha256"], name=name)
+        model = VAECodingModel(WEIGHTS_DIR / entry["file"], expected_sha256=entry["sha256"], name=name)
+        variants = list(entry.get("coding_variants", []))  # every variant ever shipped stays, so archives decode
+        model.known_coding_variants = variants
+        if variants:
+            model = model.with_coding_variant(variants[-1])
+        return model
 
     def load_path(self, path):
         from .coding_model import VAECodingModel
@@ -94,12 +102,13 @@ class BuiltinProvider:
             return None
 
     def find(self, name: str, sha256: str):
-        """The model with these weights: by name, or (an archive of a model since renamed) by sha256 alone."""
+        """The model with these weights: by name, or (an archive of a model since renamed) by sha256 alone.
+        ``sha256`` may be a prefix (layout-2 archives store 16 hex digits)."""
         entry = self._entries.get(name)
-        if entry is not None and entry["sha256"] == sha256:
+        if entry is not None and entry["sha256"].startswith(sha256):
             return self.load(name)
         for other in self._entries.values():
-            if other["sha256"] == sha256:
+            if other["sha256"].startswith(sha256):
                 return self.load(other["name"])
         return None
 

@@ -39,7 +39,9 @@ def replace_in_manifest(entries: list[dict], name: str, sha256: str, description
 
     A listed NAME with other weights is kept as a retired entry NAME-vK (file NAME-vK.safetensors, same sha256),
     appended at the end; the caller renames the files. ``description`` replaces NAME's (required for a new
-    name); ``stamp`` (a UTC time) goes into the retired entry's description."""
+    name); ``stamp`` (a UTC time) goes into the retired entry's description. New weights start with no coding
+    variants (measure them with scripts/coding_variant.py before listing one); the retired entry keeps the old
+    weights' variants, which their archives may use."""
     by_name = {e["name"]: e for e in entries}
     old = by_name.get(name)
     if old is not None and old["status"] != "listed":
@@ -48,6 +50,8 @@ def replace_in_manifest(entries: list[dict], name: str, sha256: str, description
         raise SystemExit(f"{name} is not in {MANIFEST.name} yet: give it a --description")
     new = {"name": name, "file": f"{name}.safetensors", "sha256": sha256, "status": "listed",
            "description": description or old["description"]}
+    if old is not None and old["sha256"] == sha256 and old.get("coding_variants"):
+        new["coding_variants"] = old["coding_variants"]  # the same weights keep their measured variants
     retired = None
     if old is not None and old["sha256"] != sha256:
         versions = [int(m.group(1)) for e in entries if (m := re.fullmatch(rf"{re.escape(name)}-v(\d+)", e["name"]))]
@@ -55,6 +59,8 @@ def replace_in_manifest(entries: list[dict], name: str, sha256: str, description
         retired = {"name": retired_name, "file": f"{retired_name}.safetensors", "sha256": old["sha256"],
                    "status": "retired", "description": f"{name} as shipped until {stamp}, when it was replaced "
                                                         f"(then: {old['description']})"}
+        if old.get("coding_variants"):  # archives coded with them must keep decoding
+            retired["coding_variants"] = old["coding_variants"]
     out = [new if e["name"] == name else e for e in entries] + ([] if old else [new]) + ([retired] if retired else [])
     return out, retired
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import bbans
+from bbans.bitsback.protocol import variant_digest
 from bbans.container import archive
 from bbans.errors import ArchiveError, BBANSError, InputError, ModelError
 from toy_models import FakeEntryPoint, FakeProvider, ToyBinary, ToyCoin, ToyGrey, install_providers
@@ -40,9 +41,13 @@ def test_header_round_trip_bits_back():
     blob = bbans.compress(x, model, method="bits-back", extra=b"container:idx", batch_size=8)
     h = bbans.read_header(blob)
     assert (h.method, h.shape, h.dtype, h.version) == ("bits-back", (30, 4, 4), "uint8", archive.FORMAT_VERSION)
-    assert (h.model_name, h.model_sha256, h.coder_settings) == (model.name, model.sha256, model.coder_settings)
+    assert (h.model_name, h.model_sha256) == (model.name, model.sha256[:16])  # layout 2: a sha256 prefix
+    assert h.settings_digest == variant_digest(model.coder_settings, {})
     assert h.extra == b"container:idx" and h.data_crc32 == zlib.crc32(x.tobytes())
-    assert sum(s * r for s, _, r in h.schedule) == 30 and h.schedule[0][0] == 1
+    assert 1 <= h.seed_items <= 30 and h.ramp[3] == 8  # (start bits, net bits, pop bits, batch size)
+    v1 = bbans.read_header(bbans.compress(x, model, method="bits-back", batch_size=8, format_version=1))
+    assert (v1.version, v1.model_sha256, v1.coder_settings) == (1, model.sha256, model.coder_settings)
+    assert sum(s * r for s, _, r in v1.schedule) == 30 and v1.schedule[0][0] == 1
     assert 0 <= h.prefix_words <= h.seed_words and h.archive_bytes == len(blob) and h.n_items == 30
 
 
@@ -109,11 +114,15 @@ def test_auto_picks_bits_back_when_it_wins_and_classic_when_not():
     x = (rng.uniform(size=(400, 8, 8)) < bias).astype(np.uint8)
     blob, rep = bbans.compress_with_report(x, model)
     assert rep.method == "bits-back" and "beat the best classical" in rep.reason
-    assert rep.initial_bits > 0 and rep.payload_bits > 0 and rep.model_name == model.name
+    assert rep.initial_bits == 0 and rep.seed_items > 0 and rep.payload_bits > 0 and rep.model_name == model.name
     np.testing.assert_array_equal(bbans.decompress(blob, model), x)
-    zeros = np.zeros((400, 3), np.uint8)  # ToyGrey codes 0 at ~3.6 bits; deflate codes it in a few bytes
-    blob, rep = bbans.compress_with_report(zeros, ToyGrey((3,)))
+    same = np.full((400, 3), 50, np.uint8)  # ToyGrey codes 50 at ~28 bits per item; deflate in a few bytes
+    blob, rep = bbans.compress_with_report(same, ToyGrey((3,)))
     assert rep.method in CLASSIC and "smaller than bits-back" in rep.reason
+    np.testing.assert_array_equal(bbans.decompress(blob), same)
+    zeros = np.zeros((400, 3), np.uint8)  # p(0 | z = 0) codes these under one bit each: no bits-back archive
+    blob, rep = bbans.compress_with_report(zeros, ToyGrey((3,)))
+    assert rep.method in CLASSIC and "under one bit each" in rep.reason
     np.testing.assert_array_equal(bbans.decompress(blob), zeros)  # no model needed for a classical archive
 
 

@@ -1,4 +1,5 @@
-"""The bits-back chain and its schedule: exact round trips, the seed check, determinism, and the rate."""
+"""The random-seed bits-back chain (archive layout 1, still written with --format-version 1) and its schedule: exact
+round trips, the seed check, determinism, and the rate. The data-seeded chain: tests/test_data_seed.py."""
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -28,7 +29,7 @@ models = st.one_of(
 @given(model=models, n=st.integers(0, 50), b=st.integers(1, 60), seed=st.integers(0, 2 ** 32 - 1))
 def test_round_trip(model, n, b, seed):
     x = random_data(model, n, np.random.default_rng(seed))
-    enc = chain.encode(model, x, b)
+    enc = chain.encode_random_seed(model, x, b)
     sizes = [batch.items for batch in schedule.expand(enc.schedule, n)]
     assert all(1 <= s <= b for s in sizes)
     first = schedule.next_batch_size(32 * enc.seed_words - 1 - schedule.RESERVE_BITS,
@@ -44,7 +45,7 @@ def test_progress_and_batch_growth():
     model, rng = ToyGrey(), np.random.default_rng(1)
     x = random_data(model, 300, rng)
     calls = []
-    enc = chain.encode(model, x, 100, progress=lambda d, t: calls.append((d, t)))
+    enc = chain.encode_random_seed(model, x, 100, progress=lambda d, t: calls.append((d, t)))
     sizes = [batch.items for batch in schedule.expand(enc.schedule, 300)]
     assert sizes[0] == 1 and max(sizes) == 100 and calls[-1] == (300, 300)
     assert sizes == sorted(sizes[:-1]) + sizes[-1:]  # grows, then the remainder
@@ -56,7 +57,7 @@ def test_progress_and_batch_growth():
 def test_seed_check_catches_a_damaged_payload():
     model, rng = ToyBinary(), np.random.default_rng(2)
     x = random_data(model, 40, rng)
-    enc = chain.encode(model, x, 8)
+    enc = chain.encode_random_seed(model, x, 8)
     for i in range(0, enc.payload.size, 5):
         bad = enc.payload.copy()
         bad[i] ^= np.uint32(1 << (i % 31))
@@ -67,7 +68,7 @@ def test_seed_check_catches_a_damaged_payload():
 def test_wrong_prefix_or_schedule_is_an_archive_error():
     model, rng = ToyBinary(), np.random.default_rng(3)
     x = random_data(model, 20, rng)
-    enc = chain.encode(model, x, 8)
+    enc = chain.encode_random_seed(model, x, 8)
     with pytest.raises(ArchiveError):
         chain.decode(model, chain.Encoded(enc.payload, enc.seed_words, enc.prefix_words + 1, enc.schedule), 20)
     with pytest.raises(ArchiveError):
@@ -78,8 +79,8 @@ def test_memory_layout_does_not_change_the_stream():
     model, rng = ToyBinary((4, 4)), np.random.default_rng(4)
     big = random_data(model, 60, rng)
     x = big[::2]  # non-contiguous
-    a = chain.encode(model, np.ascontiguousarray(x), 7)
-    b = chain.encode(model, np.asfortranarray(x).copy(order="C"), 7)
+    a = chain.encode_random_seed(model, np.ascontiguousarray(x), 7)
+    b = chain.encode_random_seed(model, np.asfortranarray(x).copy(order="C"), 7)
     np.testing.assert_array_equal(a.payload, b.payload)
 
 
@@ -105,7 +106,7 @@ def test_rate_is_the_sampled_negative_elbo():
     # data the model likes: pixels follow a smooth random field, so -ELBO is well below 16 bits per item
     x = (rng.uniform(size=(n, 1, 1)) < 0.5) ^ (rng.uniform(size=(n, 4, 4)) < 0.1)
     x = x.astype(np.uint8)
-    enc = chain.encode(model, x, 50)
+    enc = chain.encode_random_seed(model, x, 50)
     z = np.concatenate(model.seen)
     K = model.K
     p = model.likelihood_params(z)

@@ -284,8 +284,9 @@ def test_info_shows_the_header(tmp_path):
     assert run("compress", src, "--batch-size", "50").exit_code == 0
     r = run("info", tmp_path / "d.npy.bba")
     assert r.exit_code == 0, r.output
-    for field in ("method:", "bits-back", "model:", "toy-grey", GREY.sha256, "300 x 4 x 4 uint8", "300 items",
-                  "batches:", "50 x", "coder:", "latent_bins=63", "toy=levels", "container:", "npy", "bits/dim", "crc32"):
+    for field in ("method:", "bits-back", "model:", "toy-grey", GREY.sha256[:16], "300 x 4 x 4 uint8", "300 items",
+                  "batches:", "50 x", "coder:", "latent_bins=63", "toy=levels", "digest", "seed:", "container:", "npy",
+                  "bits/dim", "crc32"):
         assert field in r.output, (field, r.output)
     j = run("info", tmp_path / "d.npy.bba", "--json")
     assert j.exit_code == 0 and '"model_name": "toy-grey"' in j.output and '"container": "npy"' in j.output
@@ -836,7 +837,7 @@ def test_quiet_verbose_and_json(tmp_path):
     r = run("compress", src, "-q")
     assert r.exit_code == 0 and r.output == ""
     r = run("compress", src, "-f", "-v")
-    assert r.exit_code == 0 and "initial bits:" in r.output and "batches:" in r.output, r.output
+    assert r.exit_code == 0 and "seed:" in r.output and "batches:" in r.output, r.output
     r = run("compress", src, "-f", "--json")
     d = json.loads(r.output)
     assert d["method"] == "bits-back" and d["archive_bytes"] > 0 and d["neg_elbo_bits_per_dim"] > 0
@@ -996,7 +997,8 @@ def test_report_renderer_wording_directly():
     rep = types.SimpleNamespace(raw_bytes=16, archive_bytes=10, n_chunks=1, value_range=(0, 9), method="lzma",
                                 methods=Counter({"lzma": 1}), model_name=None, fitting_model="toy-grey",
                                 reason="lzma is smaller", chunk_items=1, elbo_bits=40.0, iwae_bits=None, model_sha256="ab" * 32,
-                                particles=1, initial_bits=0, payload_bits=0, schedule=[], seconds=0.5, n_items=1)
+                                particles=1, initial_bits=0, seed_items=0, payload_bits=0, schedule=[], seconds=0.5,
+                                n_items=1)
     text = compress_report(inp, rep, "x.bba", 1).render()
     assert "-ELBO:" in text and "gap" not in text and "1 item" in text and "items/s" not in text, text
     rep.methods, rep.method, rep.model_name, rep.elbo_bits = Counter({"bits-back": 1}), "bits-back", "m", None

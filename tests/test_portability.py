@@ -33,6 +33,8 @@ def _images(n: int) -> np.ndarray:
 def test_numpy_reference_and_torch_write_and_read_each_others_archives(name, n):
     torch_model = load_model(name)
     numpy_model = VAECodingModel(torch_model.path, backend="numpy", expected_sha256=torch_model.sha256, name=name)
+    numpy_model = numpy_model.with_coding_variant(torch_model.coding_variant)  # the registry's (coarser bins)
+    assert torch_model.coding_variant  # so the variant path is what this compares
     x = _images(n)
     blob_numpy = bbans.compress(x, numpy_model, method="bits-back")
     blob_torch_1 = with_torch_threads(1, bbans.compress, x, torch_model, method="bits-back")

@@ -12,16 +12,27 @@ items), because the posterior pop takes bits *back* off the stack. Seeding and b
 
 With K > 1 particles a batch is coded with Monte-Carlo bits-back instead (importance.py), which costs the K-sample
 importance estimate rather than the -ELBO. The particle count ramps up with the bits on the stack (the first batch
-uses one), so the initial-bits overhead stays that of one item's single posterior pop.
+uses one).
+
+Initial bits (docs/design.md, "Initial bits and the schedule"). The first posterior pop needs bits on the stack
+that nobody pushed. Two chains exist:
+
+- ``encode`` / the data seed (archive format 2): the first ``seed_items`` items are pushed *without* bits back,
+  under the likelihood at the all-zero latent, p(x | z = 0) (``seed_codec``), onto an empty stack; the bits-back
+  batches of the rest pop from those bits, which carry data. The seed items cost -log2 p(x | 0) each instead of
+  their -ELBO, so the chain seeds with as few of them as cover the first pop. Decoding ends on an empty stack.
+- ``encode_random_seed`` / the random seed (format 1, kept so old archives decode and for ``--format-version 1``):
+  a fixed pseudo-random seed (schedule.seed_words) whose consumed part the archive stores as overhead.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import constriction
 
-from ..errors import ArchiveError
+from ..errors import ArchiveError, ModelError
 from . import bounds, importance, schedule
 from .protocol import LatentModel
 
@@ -55,21 +66,100 @@ def pop_batch(model: LatentModel, coder, n: int, particles: int = 1) -> np.ndarr
 
 @dataclass
 class Encoded:
-    """A coded chain. ``payload``: uint32 words of the final stack above the stripped seed prefix (bottom first)."""
+    """A coded chain. ``payload``: uint32 words of the final stack (bottom first); with a random seed, above the
+    stripped seed prefix. A data-seeded chain has ``seed_items`` (not None) and its batches as a ``ramp``."""
 
     payload: np.ndarray
-    seed_words: int  # words of seed the stack started from
+    seed_words: int  # words of random seed the stack started from (0 with a data seed)
     prefix_words: int  # untouched seed words stripped from the stack bottom (the decoder regenerates them)
-    schedule: list  # (items, particles, repeat) runs in encoding order (schedule.run_lengths)
+    schedule: list  # (items, particles, repeat) runs of the bits-back batches in encoding order
     particles: int = 1  # the most particles any batch may use (1: standard bits-back)
+    seed_items: int | None = None  # data seed: the first items, coded under p(x | z = 0) without bits back
+    ramp: schedule.Ramp | None = None  # data seed: the rule that sizes the bits-back batches
 
     @property
     def initial_bits(self) -> int:
-        """Overhead of the initial bits, in bits: seed words consumed by pops and so stored in the payload."""
+        """Overhead of the initial bits, in bits: random seed words consumed by pops and so stored in the payload
+        (0 with a data seed, whose bits are the seed items' own code)."""
         return schedule.WORD_BITS * (self.seed_words - self.prefix_words)
 
 
+class _StackTooLow(Exception):
+    """A bits-back batch of a data-seeded chain would pop the stack to its bottom: code with a more cautious ramp."""
+
+
+def seed_codec(model: LatentModel, n: int):
+    """The data seed's codec: p(x | z = 0) for ``n`` items, the likelihood at the all-zero latent (every latent
+    bin index 0, the prior's centre). No bits back, so it needs no bits on the stack."""
+    return model.likelihood_codec(np.zeros((n, int(model.latent_size)), np.int32))
+
+
+TRIAL_ITEMS = 64  # items whose pop and net bits are measured on a scratch stack to set the ramp
+
+
+def _trial(model: LatentModel, data: np.ndarray) -> tuple[float, float]:
+    """(posterior pop bits, net bits) per item, the mean over up to ``TRIAL_ITEMS`` items coded with bits back on
+    a scratch stack (its randomness is the fixed seed, so the result is too)."""
+    x = data[: min(len(data), TRIAL_ITEMS)]
+    scratch = AnsCoder(schedule.seed_words(schedule.seed_length(model) * len(x) + 64))
+    before = scratch.num_valid_bits()
+    got_back = push_batch(model, scratch, x)
+    return got_back / len(x), (scratch.num_valid_bits() - before) / len(x)
+
+
+def seed_count(model: LatentModel, data: np.ndarray, need_bits: float) -> int:
+    """The fewest leading items whose seed code (``seed_codec``, pushed one by one on a scratch stack) holds
+    ``need_bits`` bits; len(data) if all of them hold fewer. Only the encoder counts: the archive stores the count."""
+    scratch = AnsCoder()
+    for i in range(len(data)):
+        seed_codec(model, 1).push(scratch, data[i:i + 1])
+        if scratch.num_valid_bits() >= need_bits:
+            return i + 1
+    return len(data)
+
+
 def encode(model: LatentModel, data: np.ndarray, batch_size: int, progress=None, particles: int = 1) -> Encoded:
+    """Code ``data`` (uint8, (N, *data_shape), C-contiguous) with a data seed: the fewest first items whose
+    p(x | z = 0) code covers one posterior pop (``seed_count``), then bits-back batches of at most ``batch_size``
+    items and ``particles`` particles sized by a ``schedule.Ramp`` set from a trial on the first items.
+    ``progress(done_items, total_items)`` after the seed and after each batch."""
+    if len(data) == 0:
+        return Encoded(np.zeros(0, np.uint32), 0, 0, [], particles, 0, schedule.Ramp(0, 0, 1, batch_size, particles))
+    pop, net = _trial(model, data)
+    pop_bits = max(1, math.ceil(pop * schedule.RAMP_POP_MARGIN))
+    net_bits = max(0, math.floor(net * schedule.RAMP_NET_FRACTION))
+    seed = seed_count(model, data, pop_bits + schedule.RESERVE_BITS)
+    while True:
+        try:
+            return _encode_data_seeded(model, data, seed, net_bits, pop_bits, batch_size, progress, particles)
+        except _StackTooLow:  # a pop came out above the ramp's assumptions (rare): more caution, then more seed
+            if net_bits > 0:
+                net_bits //= 2
+            else:
+                seed = min(len(data), 2 * seed + 1)
+
+
+def _encode_data_seeded(model, data, seed, net_bits, pop_bits, batch_size, progress, particles) -> Encoded:
+    coder, total = AnsCoder(), len(data)
+    seed_codec(model, seed).push(coder, data[:seed])
+    if progress is not None:
+        progress(seed, total)
+    ramp = schedule.Ramp(coder.num_valid_bits(), net_bits, pop_bits, batch_size, particles)
+    batches, done = ramp.batches(total - seed), seed
+    for batch in batches:
+        try:
+            push_batch(model, coder, data[done:done + batch.items], batch.particles)
+        except ModelError:  # bounds.check_pop_left_bits: the pops reached the stack's bottom
+            raise _StackTooLow() from None
+        done += batch.items
+        if progress is not None:
+            progress(done, total)
+    return Encoded(np.ascontiguousarray(coder.get_compressed(), np.uint32), 0, 0, schedule.run_lengths(batches),
+                   particles, seed, ramp)
+
+
+def encode_random_seed(model: LatentModel, data: np.ndarray, batch_size: int, progress=None,
+                       particles: int = 1) -> Encoded:
     """Code ``data`` (uint8, (N, *data_shape), C-contiguous) in growing batches of at most ``batch_size`` items,
     with up to ``particles`` importance-sampled particles per item (1: standard bits-back).
     ``progress(done_items, total_items)`` is called after each batch."""
@@ -93,7 +183,55 @@ def encode(model: LatentModel, data: np.ndarray, batch_size: int, progress=None,
 
 
 def decode(model: LatentModel, enc: Encoded, n_items: int, progress=None) -> np.ndarray:
-    """Invert ``encode``: returns uint8 (n_items, *data_shape); raises ArchiveError if the stack ends off the seed."""
+    """Invert ``encode`` (or ``encode_random_seed`` when ``enc.seed_items`` is None): returns uint8
+    (n_items, *data_shape); raises ArchiveError if the stack does not end where the encoder started it."""
+    if enc.seed_items is None:
+        return _decode_random_seed(model, enc, n_items, progress)
+    seed = int(enc.seed_items)
+    if not 0 <= seed <= n_items:
+        raise ArchiveError(f"the archive claims {seed} seed items of {n_items}; the archive is corrupt")
+    words = np.asarray(enc.payload, np.uint32)
+    if words.size and words[-1] == 0:
+        raise ArchiveError("the coded stream ends in a zero word, which no encoder writes; the archive is corrupt")
+    if not bounds.plausible_item_count(n_items, words.size):
+        raise ArchiveError(f"the archive claims {n_items} items but holds only {words.size} coded words, less "
+                           "than any model needs for them; the archive is corrupt")
+    batches = enc.ramp.batches(n_items - seed)  # after the item count is known to be plausible: it bounds the work
+    coder = AnsCoder(words)
+    out = np.empty((n_items, *model.data_shape), np.uint8)
+    end = _pop_batches(model, coder, batches, out, n_items, progress)
+    if end != seed:
+        raise ArchiveError("the archive's batch schedule does not end at its seed items; the archive is corrupt")
+    if seed:
+        x = seed_codec(model, seed).pop(coder)
+        if int(np.min(x)) < 0 or int(np.max(x)) > 255:
+            raise ArchiveError("the decoded values do not fit uint8; the archive is corrupt or the model is wrong")
+        out[:seed] = x
+        if progress is not None:
+            progress(n_items, n_items)
+    if not coder.is_empty():
+        raise ArchiveError(
+            "the decoder did not end on an empty stack, so the data cannot be trusted; the archive is corrupt or the "
+            "model computes differently on this machine")
+    return out
+
+
+def _pop_batches(model, coder, batches, out, n_items, progress) -> int:
+    """Pop ``batches`` in reverse into ``out`` (the last one ends at item ``n_items``); returns where they begin."""
+    end = n_items
+    for batch in reversed(batches):
+        n = batch.items
+        if n > 8 * coder.num_valid_bits() + 64:  # every item's pushes cost well over 1/8 bit (its latent prior)
+            raise ArchiveError(f"the archive claims a batch of {n} items where only {coder.num_valid_bits()} coded "
+                               "bits remain; the archive is corrupt")
+        out[end - n:end] = pop_batch(model, coder, n, batch.particles)
+        end -= n
+        if progress is not None:
+            progress(n_items - end, n_items)
+    return end
+
+
+def _decode_random_seed(model: LatentModel, enc: Encoded, n_items: int, progress=None) -> np.ndarray:
     batches = schedule.expand(enc.schedule, n_items, enc.particles)
     if not 0 <= enc.prefix_words <= enc.seed_words:
         raise ArchiveError("the archive strips more seed words than it seeded; the archive is corrupt")
@@ -107,16 +245,7 @@ def decode(model: LatentModel, enc: Encoded, n_items: int, progress=None) -> np.
                            "than any model needs for them; the archive is corrupt")
     coder = AnsCoder(words)
     out = np.empty((n_items, *model.data_shape), np.uint8)
-    end = n_items
-    for batch in reversed(batches):
-        n = batch.items
-        if n > 8 * coder.num_valid_bits() + 64:  # every item's pushes cost well over 1/8 bit (its latent prior)
-            raise ArchiveError(f"the archive claims a batch of {n} items where only {coder.num_valid_bits()} coded "
-                               "bits remain; the archive is corrupt")
-        out[end - n:end] = pop_batch(model, coder, n, batch.particles)
-        end -= n
-        if progress is not None:
-            progress(n_items - end, n_items)
+    _pop_batches(model, coder, batches, out, n_items, progress)
     if not np.array_equal(coder.get_compressed(), seed):
         raise ArchiveError(
             "the decoder did not return to its starting seed, so the data cannot be trusted; the archive is corrupt "

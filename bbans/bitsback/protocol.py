@@ -1,3 +1,4 @@
+# BIT-EXACT: variant_digest is written into archives; tests/test_golden.py must pass, else version it (docs/design.md).
 """What bits-back coding needs from a model: numpy in, codecs out (no torch here).
 
 ``LatentModel`` is the contract the chain (chain.py), Monte-Carlo bits-back (importance.py), the schedule and the
@@ -14,11 +15,14 @@ The shipped models guarantee it with integer-exact inference.
 """
 from __future__ import annotations
 
+import json
+import zlib
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from ..codecs.basic import Codec
+from ..errors import ModelError
 
 
 @runtime_checkable
@@ -70,3 +74,59 @@ def model_fits(model: LatentModel, data: np.ndarray) -> bool:
         and tuple(data.shape[1:]) == tuple(model.data_shape)
         and (data.size == 0 or (int(data.min()) >= lo and int(data.max()) <= hi))
     )
+
+
+
+@runtime_checkable
+class CodingVariants(Protocol):
+    """Optional: a model that can code with the same weights in several ways chosen at coding time, such as wider
+    latent bins or fewer coded latent dimensions (docs/design.md, "Coding variants"). A variant is a small
+    JSON-serializable dict ({} = the model as exported); archives identify it by ``variant_digest``.
+
+    - ``coding_variant``: the variant this object codes with;
+    - ``known_coding_variants``: every variant archives of this model may have used (for decoding);
+    - ``with_coding_variant(variant)``: the same weights coding with ``variant`` (ModelError if it cannot).
+    """
+
+    coding_variant: dict
+    known_coding_variants: list
+
+    def with_coding_variant(self, variant: dict) -> "LatentModel":
+        """The same weights coding with ``variant``."""
+
+
+def variant_of(model) -> dict:
+    """The coding variant ``model`` codes with ({} for a model without variants)."""
+    return dict(model.coding_variant) if isinstance(model, CodingVariants) else {}
+
+
+def variant_digest(settings: dict, variant: dict) -> int:
+    """zlib.crc32 of the compact JSON (sorted keys) of {"settings": coder settings, "variant": variant}: what a
+    layout-2 archive stores to name the coder settings and variant it was coded with."""
+    text = json.dumps({"settings": settings, "variant": variant}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+    return zlib.crc32(text.encode("utf-8"))
+
+
+def model_digest(model) -> int:
+    """``variant_digest`` of ``model``'s coder settings and coding variant."""
+    return variant_digest(dict(model.coder_settings), variant_of(model))
+
+
+def with_digest(model, digest: int):
+    """``model`` coding with the variant whose ``variant_digest`` is ``digest`` (itself, {} or one of its known
+    variants); ModelError when none matches."""
+    candidates = [variant_of(model), {}]
+    if isinstance(model, CodingVariants):
+        candidates += [dict(v) for v in model.known_coding_variants]
+    for variant in candidates:
+        if variant_digest(dict(model.coder_settings), variant) == digest:
+            return model if variant == variant_of(model) else model.with_coding_variant(variant)
+    raise ModelError(f"the archive was coded with coder settings or a coding variant (digest {digest:08x}) that "
+                     f"model {getattr(model, 'name', '?')!r} does not know; use the bbans version and model build "
+                     "that made the archive")
+
+
+def exported(model):
+    """``model`` coding as exported (variant {}): what layout-1 archives were coded with."""
+    return model.with_coding_variant({}) if variant_of(model) else model

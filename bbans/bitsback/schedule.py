@@ -70,16 +70,17 @@ def seed_length(model) -> int:
     return -(-(first_pop_bits(model) + RESERVE_BITS) // WORD_BITS)
 
 
-def next_batch_size(available_bits: float, pop_bits_per_item: float, remaining: int, batch_size: int) -> int:
+def next_batch_size(available_bits: float, pop_bits_per_item: float, remaining: int, batch_size: int,
+                    safety: float = SAFETY) -> int:
     """Size of the next batch: as many items as ``available_bits`` can feed (with ``SAFETY`` margin), in
     1..min(batch_size, remaining).
 
     ``available_bits``: bits the next pops may take (see ``encode`` in chain.py: the seed less
     ``RESERVE_BITS`` for the first batch, then the bits above the lowest level any earlier pop reached, so later
     batches live on pushed data and leave the rest of the seed untouched); ``pop_bits_per_item``: the measured
-    posterior pop cost per item (bits) of the previous batch.
+    posterior pop cost per item (bits) of the previous batch; ``safety``: the margin it is multiplied by.
     """
-    per_item = max(float(pop_bits_per_item), 1.0) * SAFETY
+    per_item = max(float(pop_bits_per_item), 1.0) * safety
     fed = int(available_bits // per_item) if available_bits > 0 else 0
     return min(batch_size, remaining, max(1, fed))
 
@@ -88,7 +89,7 @@ PARTICLE_ROWS = 1024  # with particles, a batch's model calls hold at most this 
 
 
 def next_particle_batch(available_bits: float, pop_bits_per_particle: float, remaining: int, batch_size: int,
-                        particles: int) -> tuple[int, int]:
+                        particles: int, safety: float = SAFETY) -> tuple[int, int]:
     """(items, particles) of the next Monte-Carlo bits-back batch (importance.py).
 
     Each particle of each item pops about ``pop_bits_per_particle`` bits (measured on the previous batch). The
@@ -96,7 +97,7 @@ def next_particle_batch(available_bits: float, pop_bits_per_particle: float, rem
     item count after it, both limited by the bits ``available_bits`` can feed (with the ``SAFETY`` margin); items
     also by ``batch_size`` and by ``PARTICLE_ROWS`` rows per model call.
     """
-    per = max(float(pop_bits_per_particle), 1.0) * SAFETY
+    per = max(float(pop_bits_per_particle), 1.0) * safety
     fed = int(available_bits // per) if available_bits > 0 else 0
     k = particles if fed >= particles else max(1, 1 << (max(fed, 1).bit_length() - 1))
     n = min(remaining, batch_size, max(1, PARTICLE_ROWS // k), max(1, fed // k))
@@ -110,12 +111,47 @@ class Batch(NamedTuple):
     particles: int = 1
 
 
-def next_batch(available_bits: float, pop_bits: float, remaining: int, batch_size: int, particles: int) -> Batch:
+def next_batch(available_bits: float, pop_bits: float, remaining: int, batch_size: int, particles: int,
+               safety: float = SAFETY) -> Batch:
     """The next batch: ``next_batch_size`` for standard bits-back (``particles`` 1), else ``next_particle_batch``
     (``pop_bits``: the previous batch's posterior pop cost per item, or per particle with particles)."""
     if particles == 1:
-        return Batch(next_batch_size(available_bits, pop_bits, remaining, batch_size), 1)
-    return Batch(*next_particle_batch(available_bits, pop_bits, remaining, batch_size, particles))
+        return Batch(next_batch_size(available_bits, pop_bits, remaining, batch_size, safety), 1)
+    return Batch(*next_particle_batch(available_bits, pop_bits, remaining, batch_size, particles, safety))
+
+
+RAMP_POP_MARGIN = 1.1  # a ramp's pop_bits: the measured mean pop per item (or particle) times this
+RAMP_NET_FRACTION = 0.75  # a ramp's net_bits: this fraction of the measured mean net bits per item
+
+
+class Ramp(NamedTuple):
+    """The batch schedule of a data-seeded chain (archive layout 2) as a rule that encoder and decoder both
+    evaluate, so the archive stores four numbers instead of the batch list.
+
+    The rule assumes the stack holds ``start_bits`` (the level after the seed items) plus ``net_bits`` for every
+    bits-back item coded so far, and sizes each batch with ``next_batch`` to what that level feeds at ``pop_bits``
+    per item (or per particle) with no further margin, at most ``batch_size`` items and ``particles`` particles.
+    The encoder chooses ``pop_bits`` above and ``net_bits`` below what it measured, and checks every real pop
+    (chain.py): when one would reach the stack's bottom it codes again with a more cautious ramp. All in bits.
+    """
+
+    start_bits: int
+    net_bits: int
+    pop_bits: int
+    batch_size: int
+    particles: int = 1
+
+    def batches(self, n_items: int) -> list[Batch]:
+        """The batches of ``n_items`` bits-back items, in encoding order (at most ``n_items`` of them)."""
+        out, done = [], 0
+        pop = max(int(self.pop_bits), 1)
+        while done < n_items:
+            level = int(self.start_bits) + int(self.net_bits) * done
+            b = next_batch(level - RESERVE_BITS, pop, n_items - done, max(int(self.batch_size), 1),
+                           max(int(self.particles), 1), safety=1.0)
+            out.append(b)
+            done += b.items
+        return out
 
 
 def run_lengths(batches: list[Batch]) -> list[tuple[int, int, int]]:

@@ -214,7 +214,7 @@ class Categorical(_ConstrictionCodec):
         self = cls.__new__(cls)
         self.n = weights.shape[-1]
         self.shape = weights.shape[:-1]
-        self.probs = weights
+        self.probs = weights if weights.flags.c_contiguous else np.ascontiguousarray(weights)  # e.g. broadcast rows
         if weights.size and self.n > 1:
             self._floor_last(weights.max(axis=1))
         return self

@@ -11,7 +11,7 @@ Layout (``varint`` = unsigned LEB128, at most 10 bytes)::
     ndim             1 byte    1..32, then ndim varints: the whole array's shape (N, *item shape)
     data crc32       4 bytes   zlib.crc32 of the original data bytes in C order, uint32 LE
     extra            varint length + bytes (opaque, e.g. the CLI's container info)
-    -- bits-back and bits-back-is --
+    -- bits-back and bits-back-is, version 1 (random seed; written only with ``--format-version 1``) --
     model name       varint length + UTF-8
     model sha256     32 bytes
     coder settings   varint length + compact JSON object (sorted keys)
@@ -21,12 +21,24 @@ Layout (``varint`` = unsigned LEB128, at most 10 bytes)::
     prefix words     varint  (untouched seed words stripped from the stack bottom)
     particles        varint  (bits-back-is only: the most particles a batch may use, >= 2)
     payload          varint word count + uint32 LE words (the ANS stack above the prefix, bottom first)
+    -- bits-back and bits-back-is, version 2 (data seed, bitsback/chain.py) --
+    model name       varint length + UTF-8
+    model sha256     8 bytes: its first 8 bytes (the model is found by name and this prefix)
+    settings digest  4 bytes, uint32 LE: bitsback/protocol.py ``variant_digest`` of the model's coder settings and
+                     the coding variant it coded with (e.g. wider latent bins, pruned latent dimensions)
+    ramp             4 varints: start bits, net bits, pop bits, batch size (bitsback/schedule.py ``Ramp``: the
+                     rule that sizes the bits-back batches after the seed items)
+    seed items       varint  (the first items, coded under p(x | z = 0) without bits back)
+    particles        varint  (bits-back-is only)
+    payload          varint word count + uint32 LE words (the whole ANS stack, bottom first)
     -- other methods --
     payload          varint length + bytes
     -- all --
     archive crc32    4 bytes   zlib.crc32 of every byte before it, uint32 LE
 
-``unpack`` checks the trailing CRC before anything else, then every length against the bytes that remain.
+The version byte is the oldest format that reads the archive: classical archives keep version 1 (their layout never
+changed), bits-back archives with a data seed are version 2. ``unpack`` checks the trailing CRC before anything
+else, then every length against the bytes that remain.
 """
 from __future__ import annotations
 
@@ -41,7 +53,8 @@ from .binary import Reader, blob, varint
 from ..bitsback.schedule import MAX_SEED_WORDS
 
 MAGIC = b"BBAN"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest layout this bbans reads and writes
+SHA_PREFIX_BYTES = 8  # version 2 stores this much of the model's sha256
 METHODS = {"stored": 0, "bits-back": 1, "deflate": 2, "lzma": 3, "bz2": 4, "bits-back-is": 5}
 BITS_BACK_METHODS = ("bits-back", "bits-back-is")  # methods whose payload is an ANS stack coded with a model
 MAX_PARTICLES = 4096
@@ -62,10 +75,13 @@ class ArchiveHeader:
     data_crc32: int
     dtype: str = "uint8"
     extra: bytes = b""
-    version: int = FORMAT_VERSION
+    version: int = 1  # layout: 1, or 2 for data-seeded bits-back (see the module docstring)
     model_name: str | None = None
-    model_sha256: str | None = None  # hex
-    coder_settings: dict | None = None
+    model_sha256: str | None = None  # hex: all 64 digits (version 1) or the first 16 (version 2)
+    coder_settings: dict | None = None  # version 1: the settings; version 2: given when writing, not stored
+    settings_digest: int | None = None  # version 2: protocol.variant_digest of the settings and coding variant
+    seed_items: int | None = None  # version 2: items coded under p(x | z = 0) first
+    ramp: tuple | None = None  # version 2: (start bits, net bits, pop bits, batch size) of schedule.Ramp
     schedule: list = field(default_factory=list)  # (items, particles, repeat) runs (bitsback/schedule.py)
     particles: int = 1  # bits-back-is: the most particles a batch may use
     seed_words: int = 0
@@ -98,8 +114,11 @@ def pack(h: ArchiveHeader, payload) -> bytes:
     """Serialize header ``h`` and ``payload`` (uint32 words for bits-back, bytes otherwise) into an archive."""
     if len(h.shape) < 1 or len(h.shape) > MAX_NDIM:
         raise ValueError(f"arrays of 1..{MAX_NDIM} dimensions only")
+    v2 = h.method in BITS_BACK_METHODS and h.version == 2
+    if not v2 and h.version != 1:
+        raise ValueError("layout version 2 exists for bits-back methods only")
     out = bytearray(MAGIC)
-    out += bytes([FORMAT_VERSION, METHODS[h.method], DTYPES[h.dtype], len(h.shape)])
+    out += bytes([h.version, METHODS[h.method], DTYPES[h.dtype], len(h.shape)])
     for d in h.shape:
         out += varint(int(d))
     out += (h.data_crc32 & 0xFFFFFFFF).to_bytes(4, "little")
@@ -107,17 +126,22 @@ def pack(h: ArchiveHeader, payload) -> bytes:
     if h.method in BITS_BACK_METHODS:
         out += blob(h.model_name.encode("utf-8"))
         sha = bytes.fromhex(h.model_sha256)
-        if len(sha) != 32:
+        if len(sha) != 32 and not (v2 and len(sha) == SHA_PREFIX_BYTES):
             raise ValueError("model sha256 must be 32 bytes (64 hex digits)")
-        out += sha
-        out += blob(settings_json(h.coder_settings or {}))
-        out += varint(len(h.schedule))
-        for items, particles, repeat in h.schedule:  # bits-back stores (items, repeat): its particles are all 1
-            if h.method == "bits-back" and particles != 1:
-                raise ValueError("a bits-back schedule has one particle per batch; use method bits-back-is")
-            run = (items, particles, repeat) if h.method == "bits-back-is" else (items, repeat)
-            out += b"".join(varint(int(v)) for v in run)
-        out += varint(h.seed_words) + varint(h.prefix_words)
+        if v2:
+            if h.seed_items is None or h.settings_digest is None or h.ramp is None:
+                raise ValueError("a version-2 archive needs a settings digest, a ramp and a seed item count")
+            out += sha[:SHA_PREFIX_BYTES] + (h.settings_digest & 0xFFFFFFFF).to_bytes(4, "little")
+            out += b"".join(varint(int(v)) for v in h.ramp)
+        else:
+            out += sha + blob(settings_json(h.coder_settings or {}))
+            out += varint(len(h.schedule))
+            for items, particles, repeat in h.schedule:  # bits-back stores (items, repeat): its particles are all 1
+                if h.method == "bits-back" and particles != 1:
+                    raise ValueError("a bits-back schedule has one particle per batch; use method bits-back-is")
+                run = (items, particles, repeat) if h.method == "bits-back-is" else (items, repeat)
+                out += b"".join(varint(int(v)) for v in run)
+        out += varint(h.seed_items) if v2 else varint(h.seed_words) + varint(h.prefix_words)
         if h.method == "bits-back-is":
             out += varint(h.particles)
         words = np.asarray(payload, np.uint32)
@@ -190,21 +214,27 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, Reader, int]:
             h.model_name = r.blob("model name").decode("utf-8")
         except UnicodeDecodeError:
             raise ArchiveError("the archive's model name is not UTF-8; the archive is corrupt") from None
-        h.model_sha256 = r.take(32, "model sha256").hex()
-        raw_settings = r.blob("coder settings")
-        try:
-            settings = json.loads(raw_settings.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise ArchiveError("the archive's coder settings are not valid JSON; the archive is corrupt") from None
-        if not isinstance(settings, dict):
-            raise ArchiveError("the archive's coder settings are not a JSON object; the archive is corrupt")
-        h.coder_settings = settings
-        n_runs, width = r.varint("schedule length"), (3 if method == "bits-back-is" else 2)
-        if width * n_runs > r.left:
-            raise ArchiveError("the archive's batch schedule is longer than the archive; the archive is corrupt")
-        runs = [tuple(r.varint("schedule") for _ in range(width)) for _ in range(n_runs)]
-        h.schedule = runs if width == 3 else [(items, 1, repeat) for items, repeat in runs]
-        h.seed_words, h.prefix_words = r.varint("seed length"), r.varint("seed prefix length")
+        if h.version == 2:
+            h.model_sha256 = r.take(SHA_PREFIX_BYTES, "model sha256").hex()
+            h.settings_digest = int.from_bytes(r.take(4, "coder settings digest"), "little")
+            h.ramp = tuple(r.varint("batch ramp") for _ in range(4))
+            if h.ramp[2] < 1 or h.ramp[3] < 1:
+                raise ArchiveError("the archive's batch ramp has a zero pop cost or batch size; the archive is corrupt")
+        else:
+            h.model_sha256 = r.take(32, "model sha256").hex()
+            h.coder_settings = _settings(r.blob("coder settings"))
+            n_runs, width = r.varint("schedule length"), (3 if method == "bits-back-is" else 2)
+            if width * n_runs > r.left:
+                raise ArchiveError("the archive's batch schedule is longer than the archive; the archive is corrupt")
+            runs = [tuple(r.varint("schedule") for _ in range(width)) for _ in range(n_runs)]
+            h.schedule = runs if width == 3 else [(items, 1, repeat) for items, repeat in runs]
+        if h.version == 2:
+            h.seed_items = r.varint("seed item count")
+            if h.seed_items > h.n_items:
+                raise ArchiveError(f"the archive claims {h.seed_items} seed items of {h.n_items}; the archive is "
+                                   "corrupt")
+        else:
+            h.seed_words, h.prefix_words = r.varint("seed length"), r.varint("seed prefix length")
         if h.seed_words > MAX_SEED_WORDS:
             raise ArchiveError(f"the archive asks for {h.seed_words} seed words, more than any bbans writes; "
                                "the archive is corrupt")
@@ -232,6 +262,17 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, Reader, int]:
             f"the archive has {r.left - h.payload_bytes} unexpected bytes after its payload; the archive is corrupt"
         )
     return h, r, h.payload_bytes
+
+
+def _settings(raw: bytes) -> dict:
+    """A version-1 archive's coder settings JSON, checked to be an object."""
+    try:
+        settings = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise ArchiveError("the archive's coder settings are not valid JSON; the archive is corrupt") from None
+    if not isinstance(settings, dict):
+        raise ArchiveError("the archive's coder settings are not a JSON object; the archive is corrupt")
+    return settings
 
 
 def read_header(blob: bytes) -> ArchiveHeader:

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..bitsback import chain, importance
 from ..bitsback.bounds import plausible_item_count
-from ..bitsback.protocol import Evaluable, LatentModel, model_fits
+from ..bitsback.protocol import Evaluable, LatentModel, exported, model_digest, model_fits
 from ..errors import BBANSError, InputError, ModelError
 from . import archive, classic, registry
 
@@ -31,6 +31,11 @@ SAMPLE_ITEMS = 256  # larger chunks: items on which the model's -ELBO and the cl
 CLASSICAL_MARGIN = 0.02  # classical must beat the sampled -ELBO by this much to skip bits-back
 CHECK_MARGIN = 0.25  # the model must beat the sampled classical rate by this much to skip the whole-chunk check
 EVAL_BATCH = 500  # items per model call when computing -ELBO / IWAE bounds
+
+
+class TooFewBits(ModelError):
+    """Bits-back codes the items in under one bit each, which decoders refuse as implausible (a classical codec
+    does better on such data anyway)."""
 
 
 @dataclass
@@ -47,6 +52,7 @@ class CodedChunk:
     model_sha256: str | None = None
     initial_bits: int = 0  # seed bits consumed by the first pops and stored in the payload (bits-back only)
     schedule: list = field(default_factory=list)  # (items, particles, repeat) runs (bits-back only)
+    seed_items: int | None = None  # bits-back layout 2: the first items, coded under p(x | z = 0)
     value_range: tuple | None = None  # (min, max) of the items' values; None for no items
     fitting_model: str | None = None  # the model that fits the items, used or not
     elbo_bits: float | None = None  # its -ELBO summed over the items, in bits (when asked for and known)
@@ -129,9 +135,11 @@ def best_classic_archive(data: np.ndarray, extra: bytes) -> tuple[bytes, str, in
 
 
 def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_size: int, particles: int,
-                      progress=None) -> tuple[bytes, chain.Encoded]:
-    """The bits-back archive of ``data`` under ``model`` (``particles`` > 1: Monte-Carlo bits-back). ModelError
-    when the model's identity is not final, it cannot weigh particles, or its archive would be implausible."""
+                      progress=None, format_version: int = archive.FORMAT_VERSION) -> tuple[bytes, chain.Encoded]:
+    """The bits-back archive of ``data`` under ``model`` (``particles`` > 1: Monte-Carlo bits-back): layout 2, a
+    data-seeded chain with the model's coding variant; ``format_version`` 1, the random-seed chain at the model's
+    exported settings (no coding variant), as bbans wrote before layout 2. ModelError when the model's identity is not final, it cannot weigh
+    particles, or its archive would be implausible."""
     sha = str(model.sha256).lower()
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
         raise ModelError(f"model {model.name!r} has no valid sha256 ({model.sha256!r}); its weights are not final")
@@ -144,15 +152,21 @@ def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_
             importance.check_model(model)
         except BBANSError as exc:
             raise ModelError(str(exc)) from None
-    enc = chain.encode(model, data, batch_size, progress, particles=particles)
+    if format_version == 1:
+        model = exported(model)
+        enc = chain.encode_random_seed(model, data, batch_size, progress, particles=particles)
+    else:
+        enc = chain.encode(model, data, batch_size, progress, particles=particles)
     if not plausible_item_count(len(data), enc.payload.size):  # the decoder would refuse this archive
-        raise ModelError(f"model {model.name!r} codes these {len(data)} items in under one bit each, which "
+        raise TooFewBits(f"model {model.name!r} codes these {len(data)} items in under one bit each, which "
                          "bbans decoders refuse as implausible; use a classical method")
     h = archive.ArchiveHeader(
         method="bits-back-is" if particles > 1 else "bits-back", particles=particles, shape=data.shape,
         data_crc32=data_crc32(data), extra=extra, model_name=str(model.name), model_sha256=sha,
         coder_settings=dict(model.coder_settings), schedule=enc.schedule, seed_words=enc.seed_words,
-        prefix_words=enc.prefix_words)
+        prefix_words=enc.prefix_words, version=1 if enc.seed_items is None else 2,
+        settings_digest=model_digest(model), seed_items=enc.seed_items,
+        ramp=None if enc.ramp is None else tuple(enc.ramp)[:4])
     return archive.pack(h, enc.payload), enc
 
 
@@ -168,7 +182,7 @@ def summed_bits(fn, data: np.ndarray, batch: int = EVAL_BATCH, progress=None) ->
 
 def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: str = "auto",
                  batch_size: int = 100, particles: int = 1, extra: bytes = b"", want_elbo: bool = False,
-                 progress=None, eval_progress=None) -> CodedChunk:
+                 progress=None, eval_progress=None, format_version: int = archive.FORMAT_VERSION) -> CodedChunk:
     """Code the items ``data`` (uint8 (N, *item_shape), C-contiguous) into one archive, choosing method and model
     as the module docstring says. ``progress(done_items, total_items)`` while coding; with ``want_elbo`` the
     fitting model's -ELBO (and IWAE-``particles`` bound) is measured too, reporting to ``eval_progress``."""
@@ -182,7 +196,7 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
                          fitting_model=None if used is None else str(used.name))
         if enc is not None:
             out.model_name, out.model_sha256 = str(used.name), str(used.sha256).lower()
-            out.initial_bits, out.schedule = enc.initial_bits, enc.schedule
+            out.initial_bits, out.schedule, out.seed_items = enc.initial_bits, enc.schedule, enc.seed_items
         if progress is not None and m not in archive.BITS_BACK_METHODS:
             progress(n, n)
         if want_elbo and m in archive.BITS_BACK_METHODS and n and isinstance(used, Evaluable):
@@ -204,11 +218,14 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
         blob, m, bits = best_classic_archive(data, extra)
         return coded(blob, m, f"{verdict.text}; {m} of the whole chunk", bits)
     try:
-        blob, enc = bits_back_archive(data, used, extra, int(batch_size), int(particles), progress)
+        blob, enc = bits_back_archive(data, used, extra, int(batch_size), int(particles), progress, format_version)
     except ModelError as exc:
-        if model is not None or method == "bits-back":
+        if method == "bits-back" or (model is not None and not isinstance(exc, TooFewBits)):
             raise
         blob, m, bits = best_classic_archive(data, extra)  # an installed model we picked ourselves is unusable
+        if isinstance(exc, TooFewBits):
+            return coded(blob, m, f"bits-back with {used.name!r} codes these items in under one bit each, which "
+                                  f"decoders refuse; {m} was the smallest classical method", bits)
         return coded(blob, m, f"the installed model {used.name!r} is unusable ({exc}); used {m}", bits)
     why = "bits-back was requested" if method == "bits-back" else f"model {used.name!r} fits the data"
     if method == "auto":  # keep bits-back only where it wins: small inputs, or a close call on the sample

@@ -38,6 +38,8 @@ MAX_CHUNK_ELEMENTS = 1 << 28  # values per chunk (256 MiB): what one chunk may m
 DEFAULT_CHUNK_ITEMS = 10_000
 DEFAULT_CHUNK_BYTES = 8 << 20  # items of other sizes: as many as fit in 8 MiB, at most DEFAULT_CHUNK_ITEMS
 
+LAYOUT_VERSION = 1  # this layout is unchanged since format version 1, so it keeps that version byte
+
 
 def default_chunk_items(item_bytes: int) -> int:
     """Items per chunk by default: DEFAULT_CHUNK_ITEMS, fewer for items over 838 bytes (8 MiB per chunk at most),
@@ -60,7 +62,7 @@ class ChunkedHeader:
     chunk_items: int
     data_crc32: int = 0
     dtype: str = "uint8"
-    version: int = archive.FORMAT_VERSION
+    version: int = LAYOUT_VERSION
     offsets: list = field(default_factory=list)  # byte offset of each chunk
     lengths: list = field(default_factory=list)  # byte length of each chunk
     archive_bytes: int = 0
@@ -109,7 +111,7 @@ def prologue(shape, extra: bytes, chunk_items: int) -> bytes:
     if len(extra) > MAX_EXTRA_BYTES:
         raise ValueError("container info too long")
     out = bytearray(archive.MAGIC)
-    out += bytes([archive.FORMAT_VERSION, METHOD_ID, archive.DTYPES["uint8"], len(shape)])
+    out += bytes([LAYOUT_VERSION, METHOD_ID, archive.DTYPES["uint8"], len(shape)])
     for d in shape:
         out += varint(d)
     out += blob(bytes(extra)) + varint(chunk_items)

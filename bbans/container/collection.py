@@ -32,6 +32,8 @@ FOOTER_BYTES = 12
 MAX_NAME_BYTES = 4096
 MAX_MEMBERS = 1 << 24
 
+LAYOUT_VERSION = 1  # this layout is unchanged since format version 1, so it keeps that version byte
+
 
 def is_collection(head: bytes) -> bool:
     """True when ``head`` (an archive's first 6+ bytes) starts a collection."""
@@ -56,7 +58,7 @@ class CollectionIndex:
     names: list = field(default_factory=list)
     offsets: list = field(default_factory=list)
     lengths: list = field(default_factory=list)
-    version: int = archive.FORMAT_VERSION
+    version: int = LAYOUT_VERSION
     archive_bytes: int = 0
     method: str = "collection"
 
@@ -73,7 +75,7 @@ class CollectionWriter:
         if not 0 <= count <= MAX_MEMBERS:
             raise InputError(f"a collection holds 0..{MAX_MEMBERS} members, not {count}")
         self.sink, self.count, self.names, self.lengths, self.bytes_written = sink, count, [], [], 0
-        head = bytearray(archive.MAGIC) + bytes([archive.FORMAT_VERSION, METHOD_ID]) + varint(count)
+        head = bytearray(archive.MAGIC) + bytes([LAYOUT_VERSION, METHOD_ID]) + varint(count)
         self._write(bytes(head) + zlib.crc32(head).to_bytes(4, "little"))
 
     def _write(self, b: bytes) -> None:

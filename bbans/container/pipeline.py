@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..bitsback import chain
-from ..bitsback.protocol import LatentModel
+from ..bitsback import chain, schedule
+from ..bitsback.protocol import LatentModel, exported, with_digest
 from ..errors import ArchiveError, BBANSError, InputError, ModelError
 from . import archive, chunked, classic, collection, registry, workers
 from .choice import CodedChunk, check_options, data_crc32, encode_chunk
@@ -57,6 +57,7 @@ class Report:
     value_range: tuple | None = None  # (min, max) of the data's values; None for no values
     payload_bits: int = 0
     initial_bits: int = 0  # summed over chunks (bits-back only)
+    seed_items: int = 0  # summed over chunks: items coded under p(x | z = 0) as the data seed (bits-back layout 2)
     schedule: list = field(default_factory=list)  # (items, particles, repeat) runs of a single bits-back archive
     particles: int = 1
     elbo_bits: float | None = None
@@ -92,6 +93,7 @@ class Report:
             self.value_range = (min(lo, c.value_range[0]), max(hi, c.value_range[1]))
         self.payload_bits += c.payload_bits
         self.initial_bits += c.initial_bits
+        self.seed_items += c.seed_items or 0
         self.schedule = c.schedule if self.n_chunks == 1 else []
         for name in ("elbo_bits", "iwae_bits"):
             mine, theirs = getattr(self, name), getattr(c, name)
@@ -120,6 +122,7 @@ class EncodeOptions:
     want_elbo: bool = False
     extra: bytes = b""
     scheduler: str | None = None
+    format_version: int = archive.FORMAT_VERSION  # 1: bits-back chunks as bbans wrote them before layout 2
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ def _code_chunk(data: np.ndarray, model, options: EncodeOptions, extra: bytes = 
     chunks carry no ``extra``: the container info is in its prologue)."""
     return encode_chunk(data, model, method=options.method, batch_size=options.batch_size,
                         particles=options.particles, extra=extra, want_elbo=options.want_elbo, progress=progress,
-                        eval_progress=eval_progress)
+                        eval_progress=eval_progress, format_version=options.format_version)
 
 
 def _encode_task(task) -> CodedChunk:
@@ -254,19 +257,23 @@ def _encode_chunks(source, sink, options, model, jobs, progress, report) -> None
 # ---------------------------------------------------------------------------------------------------- decoding
 
 
-def _check_model(model: LatentModel, h: archive.ArchiveHeader) -> None:
-    """ModelError unless ``model`` is the one the archive was made with (sha256 and coder settings)."""
-    if str(model.sha256).lower() != h.model_sha256:
+def _check_model(model: LatentModel, h: archive.ArchiveHeader):
+    """``model`` coding as the archive was made (layout 2: the coding variant its digest names); ModelError
+    unless it is the model the archive was made with (sha256, or its prefix in layout 2, and coder settings)."""
+    if not str(model.sha256).lower().startswith(h.model_sha256):
         raise ModelError(
             f"the archive was made with model {h.model_name!r} (sha256 {h.model_sha256[:12]}…), but the model given "
             f"is {model.name!r} (sha256 {str(model.sha256)[:12]}…); pass the matching model or install it")
+    if tuple(model.data_shape) != tuple(h.shape[1:]):
+        raise ArchiveError(f"the archive holds items of shape {tuple(h.shape[1:])} but its model codes "
+                           f"{tuple(model.data_shape)}; the archive is corrupt")
+    if h.version != 1:
+        return with_digest(model, h.settings_digest)
     if archive.settings_json(dict(model.coder_settings)) != archive.settings_json(h.coder_settings):
         raise ModelError(
             f"the archive was coded with settings {h.coder_settings} but model {model.name!r} uses "
             f"{dict(model.coder_settings)}; use the bbans version and model build that made the archive")
-    if tuple(model.data_shape) != tuple(h.shape[1:]):
-        raise ArchiveError(f"the archive holds items of shape {tuple(h.shape[1:])} but its model codes "
-                           f"{tuple(model.data_shape)}; the archive is corrupt")
+    return exported(model)
 
 
 def _decode_payload(h: archive.ArchiveHeader, payload, model, progress) -> np.ndarray:
@@ -280,8 +287,9 @@ def _decode_payload(h: archive.ArchiveHeader, payload, model, progress) -> np.nd
         return np.frombuffer(raw, np.uint8).reshape(h.shape).copy()
     if model is None:
         model = registry.find_model(h.model_name, h.model_sha256)
-    _check_model(model, h)
-    enc = chain.Encoded(payload, h.seed_words, h.prefix_words, h.schedule, h.particles)
+    model = _check_model(model, h)
+    ramp = None if h.ramp is None else schedule.Ramp(*h.ramp, particles=h.particles)
+    enc = chain.Encoded(payload, h.seed_words, h.prefix_words, h.schedule, h.particles, h.seed_items, ramp)
     return chain.decode(model, enc, h.n_items, progress)
 
 

@@ -6,7 +6,8 @@ Each entry point loads to a *provider* with:
   ``sha256`` (and maybe more);
 - ``load(name) -> model``: a model following bbans/bitsback/protocol.py;
 - ``load_path(path) -> model | None``: a model from a weights file, or None if the provider does not recognise it;
-- ``find(name, sha256) -> model | None``: the model with exactly these weights, or None.
+- ``find(name, sha256) -> model | None``: the model whose weights' sha256 is, or begins with, ``sha256`` (layout-2
+  archives store its first 16 hex digits), or None.
 
 A provider that fails to import or to list is skipped (its error is named when no model is found).
 """
@@ -109,7 +110,8 @@ def load_model(name_or_path: str):
 
 
 def find_model(name: str, sha256: str):
-    """The installed model with this name and weights sha256; ModelError naming what is installed otherwise."""
+    """The installed model with this name and weights sha256 (or its prefix); ModelError naming what is installed
+    otherwise."""
     for _, prov in _providers()[0]:
         model = prov.find(name, sha256)
         if model is not None:

@@ -3,7 +3,8 @@
 Each golden archive pins one coder-settings string and method (every shipped model, Monte-Carlo bits-back,
 multi-chunk archives, each classical fallback, each container kind: npy, IDX, PNG, raw bytes). They were written by
 the code as it stood *before* the restructure of bbans/ into layers (2026-12-04), and ``tests/test_golden.py``
-checks that today's code decodes each one byte for byte and re-encodes its input to the identical bytes.
+checks that today's code decodes each one byte for byte and re-encodes its input to the identical bytes (the cases
+written before archive layout 2 with ``--format-version 1``; the ``v2-`` cases with layout 2).
 
 Run it only to ADD a case (it refuses to overwrite an existing archive): a golden archive that changes is exactly
 the regression these tests exist to catch. Inputs are the bundled samples or small files written into
@@ -50,6 +51,22 @@ CASES = {
     "auto-text-chunked": ("tests/archives/inputs/notes.txt", ["--chunk-items", "1500"]),
     "auto-rgb-npy": ("tests/archives/inputs/rgb-2x5x7x3.npy", []),
 }
+FORMAT_1 = set(CASES)  # the cases above were written before archive layout 2: they re-encode with --format-version 1
+
+# Layout 2 (2026-12-05): bits-back with a data seed, the shipped coding variants, and the npy container kind 6.
+CASES.update({
+    "v2-mnist-100": ("samples/mnist-test-100.npy", ["--model", "mnist", "--method", "bits-back"]),
+    "v2-mnist-small-100": ("samples/mnist-test-100.npy", ["--model", "mnist-small", "--method", "bits-back"]),
+    "v2-binarized-mnist-100": ("samples/binarized-mnist-test-100.npy",
+                               ["--model", "binarized-mnist", "--method", "bits-back"]),
+    "v2-binarized-mnist-small-100": ("samples/binarized-mnist-test-100.npy",
+                                     ["--model", "binarized-mnist-small", "--method", "bits-back"]),
+    "v2-mnist-small-particles4-40": ("tests/archives/inputs/mnist-40.npy",
+                                     ["--model", "mnist-small", "--method", "bits-back", "--particles", "4"]),
+    "v2-binarized-mnist-particles3-20": ("tests/archives/inputs/binarized-20.npy",
+                                         ["--model", "binarized-mnist", "--method", "bits-back", "--particles", "3"]),
+    "v2-auto-chunked-100": ("samples/mnist-test-100.npy", ["--chunk-items", "40"]),
+})
 
 
 def write_inputs() -> None:
@@ -88,13 +105,14 @@ def main() -> int:
             src = ROOT / inp
             local = work / src.name  # compress a copy: the archive records no path, and nothing touches inputs
             shutil.copyfile(src, local)
-            argv = ["compress", str(local), "-o", str(out), "--no-elbo", *args]
+            version = 1 if name in FORMAT_1 else 2
+            argv = ["compress", str(local), "-o", str(out), "--no-elbo", "--format-version", str(version), *args]
             r = CliRunner().invoke(cli, argv)
             if r.exit_code != 0:
                 print(r.output, file=sys.stderr)
                 raise SystemExit(f"{name}: bbans compress failed")
             blob = out.read_bytes()
-            manifest[name] = {"input": inp, "args": args, "bytes": len(blob),
+            manifest[name] = {"input": inp, "args": args, "bytes": len(blob), "format_version": version,
                               "sha256": hashlib.sha256(blob).hexdigest(),
                               "input_sha256": hashlib.sha256(src.read_bytes()).hexdigest()}
             print(f"{name}: {len(blob)} bytes")
