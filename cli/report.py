@@ -226,6 +226,7 @@ def info_report(path, reader, container, chunk_headers=None) -> Report:
         r.add("data crc32", f"{h.data_crc32:08x}")
         if h.model_name:
             runs = h.schedule if h.version == 1 else batch_runs(h)
+            r.extend(schedule=runs)  # layout 2: the batches its ramp gives
             r.add("batches", schedule_summary(runs, h.method == "bits-back-is") if runs is not None
                   else "not listed (the archive claims more items than its payload can hold)")
             if h.method == "bits-back-is":
