@@ -128,15 +128,16 @@ def encode(model: LatentModel, data: np.ndarray, batch_size: int, progress=None,
     pop, net = _trial(model, data)
     pop_bits = max(1, math.ceil(pop * schedule.RAMP_POP_MARGIN))
     net_bits = max(0, math.floor(net * schedule.RAMP_NET_FRACTION))
-    seed = seed_count(model, data, pop_bits + schedule.RESERVE_BITS)
+    ceiling = schedule.first_pop_bits(model)  # no item's pop takes more: batches of one under it always fit
     while True:
+        seed = seed_count(model, data, pop_bits + schedule.RESERVE_BITS)
         try:
             return _encode_data_seeded(model, data, seed, net_bits, pop_bits, batch_size, progress, particles)
-        except _StackTooLow:  # a pop came out above the ramp's assumptions (rare): more caution, then more seed
-            if net_bits > 0:
-                net_bits //= 2
-            else:
-                seed = min(len(data), 2 * seed + 1)
+        except _StackTooLow:  # some pops came out above the ramp's assumptions: code again, more cautiously
+            if pop_bits > ceiling and net_bits == 0:
+                raise ModelError("the model's posterior pops took more bits than its latent_size and latent_bins "
+                                 "allow; bits-back cannot code this data safely with it") from None
+            pop_bits, net_bits = math.ceil(pop_bits * 1.25), net_bits // 2
 
 
 def _encode_data_seeded(model, data, seed, net_bits, pop_bits, batch_size, progress, particles) -> Encoded:

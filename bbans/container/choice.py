@@ -137,8 +137,10 @@ def best_classic_archive(data: np.ndarray, extra: bytes) -> tuple[bytes, str, in
 def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_size: int, particles: int,
                       progress=None, format_version: int = archive.FORMAT_VERSION) -> tuple[bytes, chain.Encoded]:
     """The bits-back archive of ``data`` under ``model`` (``particles`` > 1: Monte-Carlo bits-back): layout 2, a
-    data-seeded chain with the model's coding variant; ``format_version`` 1, the random-seed chain at the model's
-    exported settings (no coding variant), as bbans wrote before layout 2. ModelError when the model's identity is not final, it cannot weigh
+    data-seeded chain with the model's coding variant, or layout 1 where its seed items cost more than 1% of the
+    payload over their rate and a random seed comes out smaller (models whose p(x | z = 0) codes items badly);
+    ``format_version`` 1, the random-seed chain at the model's exported settings (no coding variant), as bbans wrote
+    before layout 2. ModelError when the model's identity is not final, it cannot weigh
     particles, or its archive would be implausible."""
     sha = str(model.sha256).lower()
     if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
@@ -157,6 +159,10 @@ def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_
         enc = chain.encode_random_seed(model, data, batch_size, progress, particles=particles)
     else:
         enc = chain.encode(model, data, batch_size, progress, particles=particles)
+        if seed_excess_bits(enc, len(data)) > SEED_EXCESS_SHARE * 32 * enc.payload.size:
+            old = chain.encode_random_seed(exported(model), data, batch_size, None, particles=particles)
+            if old.payload.size < enc.payload.size:  # p(x | z = 0) codes these items worse than a random seed
+                model, enc = exported(model), old
     if not plausible_item_count(len(data), enc.payload.size):  # the decoder would refuse this archive
         raise TooFewBits(f"model {model.name!r} codes these {len(data)} items in under one bit each, which "
                          "bbans decoders refuse as implausible; use a classical method")
@@ -168,6 +174,18 @@ def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_
         settings_digest=model_digest(model), seed_items=enc.seed_items,
         ramp=None if enc.ramp is None else tuple(enc.ramp)[:4])
     return archive.pack(h, enc.payload), enc
+
+
+SEED_EXCESS_SHARE = 0.01  # a data seed costing more than this share of the payload over its items' rate: try layout 1
+
+
+def seed_excess_bits(enc: chain.Encoded, n: int) -> float:
+    """What a data-seeded chain's seed items cost above the bits-back items' mean net rate, in bits: the seed's
+    bits (the ramp's start level) less seed_items times the net bits per bits-back item (0 when none)."""
+    if enc.seed_items is None or enc.seed_items >= n:
+        return 0.0 if enc.seed_items is None else float(32 * enc.payload.size)
+    net = (32 * enc.payload.size - enc.ramp.start_bits) / (n - enc.seed_items)
+    return enc.ramp.start_bits - enc.seed_items * net
 
 
 def summed_bits(fn, data: np.ndarray, batch: int = EVAL_BATCH, progress=None) -> float:
