@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bbans.container.archive import MAGIC as ARCHIVE_MAGIC
+from bbans.container.archive import FORMAT_VERSION, MAGIC as ARCHIVE_MAGIC
 from bbans.container.pipeline import FileBytes
 from bbans.container.sources import ArraySource, FileSource
 from bbans.errors import InputError
@@ -277,7 +277,7 @@ GZIP_NOTE = ("the input is gzip-compressed: decompress restores the uncompressed
              "rebuilt byte for byte; gzip it again if you need the .gz)")
 
 
-def open_input(file, format_version: int = 2) -> Input:
+def open_input(file, format_version: int = FORMAT_VERSION) -> Input:
     """Open the file to compress (``-``: standard input) with the probe its first bytes call for; a file no probe
     reads is its own bytes (kind 'raw', with a note saying why). Only a bbans archive is refused. With
     ``format_version`` 1 the container info is as bbans wrote it before archive layout 2 (no npy kind 6)."""

@@ -8,14 +8,9 @@ from bbans.bitsback import chain
 
 from bbans.bitsback import schedule
 from bbans.errors import ArchiveError
-from toy_models import ToyBinary, ToyGrey, quantized_gaussian_logprob2
+from toy_models import ToyBinary, ToyGrey, quantized_gaussian_logprob2, random_data
 
 FAST = settings(max_examples=100, deadline=None)
-
-
-def random_data(model, n, rng):
-    lo, hi = model.value_range
-    return rng.integers(lo, hi + 1, (n, *model.data_shape)).astype(np.uint8)
 
 
 models = st.one_of(

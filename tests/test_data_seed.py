@@ -10,14 +10,9 @@ from bbans.bitsback import chain, schedule
 from bbans.errors import ArchiveError
 from bbans_models.coding_model import VAECodingModel
 from tiny_vae import make_tiny_model_file, random_images
-from toy_models import ToyBinary, ToyCoin, ToyGrey
+from toy_models import ToyBinary, ToyCoin, ToyGrey, random_data
 
 FAST = settings(max_examples=60, deadline=None)
-
-
-def random_data(model, n, rng):
-    lo, hi = model.value_range
-    return rng.integers(lo, hi + 1, (n, *model.data_shape)).astype(np.uint8)
 
 
 models = st.one_of(

@@ -14,6 +14,12 @@ import numpy as np
 from bbans.codecs.basic import Bernoulli, Categorical, QuantizedGaussian
 
 
+def random_data(model, n, rng):
+    """``n`` items uniform over ``model``'s value range and data shape: uint8 (n, *data_shape)."""
+    lo, hi = model.value_range
+    return rng.integers(lo, hi + 1, (n, *model.data_shape)).astype(np.uint8)
+
+
 def _squash(t):
     """A rational sigmoid-like map of R onto (0, 1): 0.5 + 0.5 t / (1 + |t|)."""
     return 0.5 + 0.5 * t / (1.0 + np.abs(t))

@@ -192,11 +192,7 @@ def decode(model: LatentModel, enc: Encoded, n_items: int, progress=None) -> np.
     if not 0 <= seed <= n_items:
         raise ArchiveError(f"the archive claims {seed} seed items of {n_items}; the archive is corrupt")
     words = np.asarray(enc.payload, np.uint32)
-    if words.size and words[-1] == 0:
-        raise ArchiveError("the coded stream ends in a zero word, which no encoder writes; the archive is corrupt")
-    if not bounds.plausible_item_count(n_items, words.size):
-        raise ArchiveError(f"the archive claims {n_items} items but holds only {words.size} coded words, less "
-                           "than any model needs for them; the archive is corrupt")
+    _check_stream(words, words.size, n_items)
     batches = enc.ramp.batches(n_items - seed)  # after the item count is known to be plausible: it bounds the work
     coder = AnsCoder(words)
     out = np.empty((n_items, *model.data_shape), np.uint8)
@@ -215,6 +211,16 @@ def decode(model: LatentModel, enc: Encoded, n_items: int, progress=None) -> np.
             "the decoder did not end on an empty stack, so the data cannot be trusted; the archive is corrupt or the "
             "model computes differently on this machine")
     return out
+
+
+def _check_stream(words: np.ndarray, payload_words: int, n_items: int) -> None:
+    """ArchiveError unless the stack ``words`` ends in a non-zero word (as every encoder leaves it) and the
+    archive's ``payload_words`` coded words can plausibly hold ``n_items`` items (which bounds the decoder's work)."""
+    if words.size and words[-1] == 0:
+        raise ArchiveError("the coded stream ends in a zero word, which no encoder writes; the archive is corrupt")
+    if not bounds.plausible_item_count(n_items, payload_words):
+        raise ArchiveError(f"the archive claims {n_items} items but holds only {payload_words} coded words, less "
+                           "than any model needs for them; the archive is corrupt")
 
 
 def _pop_batches(model, coder, batches, out, n_items, progress) -> int:
@@ -239,11 +245,7 @@ def _decode_random_seed(model: LatentModel, enc: Encoded, n_items: int, progress
     seed = schedule.seed_words(enc.seed_words)
     payload = np.asarray(enc.payload, np.uint32)
     words = np.concatenate([seed[: enc.prefix_words], payload])
-    if words.size and words[-1] == 0:
-        raise ArchiveError("the coded stream ends in a zero word, which no encoder writes; the archive is corrupt")
-    if not bounds.plausible_item_count(n_items, payload.size):
-        raise ArchiveError(f"the archive claims {n_items} items but holds only {payload.size} coded words, less "
-                           "than any model needs for them; the archive is corrupt")
+    _check_stream(words, payload.size, n_items)
     coder = AnsCoder(words)
     out = np.empty((n_items, *model.data_shape), np.uint8)
     _pop_batches(model, coder, batches, out, n_items, progress)

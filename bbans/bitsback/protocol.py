@@ -76,11 +76,10 @@ def model_fits(model: LatentModel, data: np.ndarray) -> bool:
     )
 
 
-
 @runtime_checkable
 class CodingVariants(Protocol):
     """Optional: a model that can code with the same weights in several ways chosen at coding time, such as wider
-    latent bins or fewer coded latent dimensions (docs/design.md, "Coding variants"). A variant is a small
+    latent bins (docs/design.md, "Coding variants"). A variant is a small
     JSON-serializable dict ({} = the model as exported); archives identify it by ``variant_digest``.
 
     - ``coding_variant``: the variant this object codes with;

@@ -11,7 +11,8 @@ Layout (``varint`` = unsigned LEB128, at most 10 bytes)::
     ndim             1 byte    1..32, then ndim varints: the whole array's shape (N, *item shape)
     data crc32       4 bytes   zlib.crc32 of the original data bytes in C order, uint32 LE
     extra            varint length + bytes (opaque, e.g. the CLI's container info)
-    -- bits-back and bits-back-is, version 1 (random seed; written only with ``--format-version 1``) --
+    -- bits-back and bits-back-is, version 1 (random seed; written with ``--format-version 1``, and where a random
+       seed codes smaller than the data seed: see container/choice.py ``bits_back_archive``) --
     model name       varint length + UTF-8
     model sha256     32 bytes
     coder settings   varint length + compact JSON object (sorted keys)
@@ -25,7 +26,7 @@ Layout (``varint`` = unsigned LEB128, at most 10 bytes)::
     model name       varint length + UTF-8
     model sha256     8 bytes: its first 8 bytes (the model is found by name and this prefix)
     settings digest  4 bytes, uint32 LE: bitsback/protocol.py ``variant_digest`` of the model's coder settings and
-                     the coding variant it coded with (e.g. wider latent bins, pruned latent dimensions)
+                     the coding variant it coded with (e.g. wider latent bins)
     ramp             4 varints: start bits, net bits, pop bits, batch size (bitsback/schedule.py ``Ramp``: the
                      rule that sizes the bits-back batches after the seed items)
     seed items       varint  (the first items, coded under p(x | z = 0) without bits back)
