@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from bbans.codecs import kernels
 from bbans.codecs.tables import clamp
 
 from .integer_net import (ACT_CLIP, IntLayer, activation_exponent, convert_layer, layers_from_tensors,
@@ -83,11 +84,91 @@ class IntARHead:
     def params_all(self, ctx: np.ndarray, x: np.ndarray) -> np.ndarray:
         """ctx int (B, A, H, W), x int (B, H, W) -> output integers of every pixel, (B, H*W, C)."""
         b, a = ctx.shape[:2]
+        if kernels.AVAILABLE:
+            flat_index, inside = self._tap_index(x.shape[1], x.shape[2])
+            out = np.empty((b, flat_index.shape[0], self.out.out_channels), np.int64)
+            _all_positions_kernel(np.asarray(x, np.int64).reshape(b, -1), flat_index, inside, self.x_mul, self.x_sub,
+                                  np.asarray(ctx, np.int64).reshape(b, a, -1), *self._kernel_constants(), out)
+            return out
         return self._finish(ctx.reshape(b, a, -1).transpose(0, 2, 1), self.neighbours_all(x))
 
-    def params_at(self, ctx_flat: np.ndarray, x: np.ndarray, t: int) -> np.ndarray:
-        """ctx_flat int (B, A, H*W), x int (B, H, W) -> output integers of flat position t, (B, C)."""
-        return self._finish(ctx_flat[:, :, t], self.neighbours_at(x, t))
+    @staticmethod
+    def context_by_position(ctx: np.ndarray) -> np.ndarray:
+        """ctx int (B, A, H, W) -> int64 (H*W, B, A), C-contiguous: ``params_at``'s layout, where one position's
+        context is one contiguous block (reading it from (B, A, H*W) strides across the whole batch)."""
+        b, a = ctx.shape[:2]
+        return np.ascontiguousarray(ctx.reshape(b, a, -1).transpose(2, 0, 1), dtype=np.int64)
+
+    def params_at(self, ctx_pos: np.ndarray, x: np.ndarray, t: int) -> np.ndarray:
+        """ctx_pos int64 (H*W, B, A) (``context_by_position``), x int (B, H, W) -> output integers of flat
+        position t, (B, C)."""
+        if kernels.AVAILABLE and x.dtype == np.int64:
+            flat_index, inside = self._tap_index(x.shape[1], x.shape[2])
+            out = np.empty((len(x), 1, self.out.out_channels), np.int64)
+            _position_kernel(x.reshape(len(x), -1), t, flat_index, inside, self.x_mul, self.x_sub,
+                             ctx_pos[t][:, :, None], *self._kernel_constants(), out)
+            return out[:, 0]
+        return self._finish(ctx_pos[t], self.neighbours_at(x, t))
+
+    def _kernel_constants(self) -> tuple:
+        """The head's numbers as ``_position_kernel`` takes them, computed once."""
+        cached = getattr(self, "_kernel_cache", None)
+        if cached is None:
+            cached = (float(2 ** (self.e_acc - self.e_ctx)), np.ascontiguousarray(self.weight), self.bias,
+                      2.0 ** (self.e_h - self.e_acc), float(ACT_CLIP),
+                      np.ascontiguousarray(self.out.weight[:, :, 0, 0]), self.out.bias,
+                      self.out.rescale_factors(), self.out.lo.astype(np.float64), self.out.hi.astype(np.float64))
+            self._kernel_cache = cached
+        return cached
+
+
+@kernels.compiled(exact_sums=True)
+def _pixel(x, b, t, index, inside, x_mul, x_sub, ctx, tc, ctx_scale, weight, bias, h_scale, h_max, w2, b2, f, lo, hi,
+           h, out, to):
+    """``IntARHead._finish`` for pixel t of item b, compiled (``bbans.codecs.kernels``): x int64 (B, P) pixels,
+    index/inside (P, T) every position's taps, ctx int64 (B, A, *) with this pixel's context at [b, :, tc], w2 the
+    output layer's (C, A) weights, h float64 (A,) scratch; writes out[b, to, :] (int64). Every value is an
+    integer-valued float64 below 2^52 (checked at conversion), so the sums are exact in any order: numpy's, this
+    loop's, or the compiler's (``exact_sums``). Indices, not array views, are passed: views cost more than the
+    arithmetic at these sizes."""
+    taps, hidden = weight.shape
+    for a in range(hidden):
+        h[a] = ctx[b, a, tc] * ctx_scale
+    for i in range(taps):
+        if inside[t, i]:
+            n = float(x_mul * x[b, index[t, i]] - x_sub)
+            for a in range(hidden):
+                h[a] += n * weight[i, a]
+    for a in range(hidden):
+        h[a] = min(max(np.floor((h[a] + bias[a]) * h_scale), 0.0), h_max)
+    for c in range(out.shape[2]):
+        y = b2[c]
+        for a in range(hidden):
+            y += h[a] * w2[c, a]
+        out[b, to, c] = np.int64(min(max(np.floor(y * f[c]), lo[c]), hi[c]))
+
+
+@kernels.compiled(exact_sums=True)
+def _position_kernel(x, t, index, inside, x_mul, x_sub, ctx, ctx_scale, weight, bias, h_scale, h_max, w2, b2, f, lo,
+                     hi, out):
+    """Position t of every item (decoding): x int64 (B, P), index/inside (P, T), ctx int64 (B, A, 1) the position's
+    context, out int64 (B, 1, C)."""
+    h = np.empty(weight.shape[1], np.float64)
+    for b in range(x.shape[0]):
+        _pixel(x, b, t, index, inside, x_mul, x_sub, ctx, 0, ctx_scale, weight, bias, h_scale, h_max, w2, b2, f, lo,
+               hi, h, out, 0)
+
+
+@kernels.compiled(exact_sums=True)
+def _all_positions_kernel(x, index, inside, x_mul, x_sub, ctx, ctx_scale, weight, bias, h_scale, h_max, w2, b2, f,
+                          lo, hi, out):
+    """Every position of every item (encoding, weighing): x int64 (B, P), index/inside (P, T), ctx int64
+    (B, A, P), out int64 (B, P, C)."""
+    h = np.empty(weight.shape[1], np.float64)
+    for b in range(x.shape[0]):
+        for t in range(x.shape[1]):
+            _pixel(x, b, t, index, inside, x_mul, x_sub, ctx, t, ctx_scale, weight, bias, h_scale, h_max, w2, b2, f,
+                   lo, hi, h, out, t)
 
 
 def kernel_taps(mask: np.ndarray) -> np.ndarray:

@@ -188,12 +188,15 @@ class VAECodingModel:
         if self._ar is None:
             return self._pixel_codec(out.transpose(0, 2, 3, 1))  # (B, 28, 28, C)
         ar, shape = self._ar, (len(out), *self.data_shape)
-        ctx_flat = out.reshape(len(out), out.shape[1], -1)
-        return RasterAutoregressive(
-            shape, self.value_range,
-            params_all=lambda x: ar.params_all(out, x.reshape(shape)),
-            params_at=lambda x, t: ar.params_at(ctx_flat, x.reshape(shape), t),
-            codec_for=self._pixel_codec)
+        by_position = []  # the context in params_at's layout, made on the first call (decoding only)
+
+        def params_at(x, t):
+            if not by_position:
+                by_position.append(ar.context_by_position(out))
+            return ar.params_at(by_position[0], x.reshape(shape), t)
+
+        return RasterAutoregressive(shape, self.value_range, params_all=lambda x: ar.params_all(out, x.reshape(shape)),
+                                    params_at=params_at, codec_for=self._pixel_codec)
 
     # ---- evaluation (float model) --------------------------------------------------------------------------
     @property

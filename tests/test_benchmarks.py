@@ -125,3 +125,37 @@ def test_readme_results_are_the_committed_benchmark_tables():
     block = readme.split(run.README_START, 1)[1].split(run.README_END, 1)[0]
     rows = [line for line in block.splitlines() if line.startswith("| ")]
     assert len(rows) >= 2 * 9 and all(line in bench for line in rows)
+
+
+profile = _load("profile")
+
+
+def test_profile_stage_rules_and_builtins_split_by_caller():
+    assert profile.direct_stage("~", "<method 'acquire' of '_thread.lock' objects>") == "tables"
+    assert profile.direct_stage("~", "<method 'decode' of 'builtins.AnsCoder' objects>") == "coder"
+    assert profile.direct_stage("~", "<built-in method torch.conv2d>") == "networks"
+    assert profile.direct_stage("/x/bbans/bitsback/chain.py", "encode") == "chain"
+    assert profile.direct_stage("~", "<method 'reduce' of 'numpy.ufunc' objects>") is None
+    net, tab, red = ("/x/models/integer_net.py", 1, "f"), ("/x/bbans/codecs/tables.py", 1, "g"), ("~", 0, "sum")
+    stats = {net: (1, 1, 1.0, 2.0, {}), tab: (1, 1, 1.0, 3.0, {}),
+             red: (3, 3, 3.0, 3.0, {net: (1, 1, 1.0, 1.0), tab: (2, 2, 2.0, 2.0)})}
+    assert profile.split(stats, 1) == {"stages": {**dict.fromkeys(profile.STAGES, 0.0), "networks": 2.0, "tables": 3.0},
+                                       "top": [["sum", "tables", 3.0, 3]]}
+
+
+def test_profile_measures_a_shipped_model_and_its_stages_add_up(monkeypatch):
+    import bbans_models.datasets
+
+    monkeypatch.setattr(bbans_models.datasets, "load_dataset",
+                        lambda name: np.load(ROOT / "samples" / f"{name}-100.npy"))  # no data set needed
+    before = torch.get_num_threads()
+    try:
+        r = profile.measure("binarized-mnist-small", 24, 8, 1, 3)
+    finally:
+        torch.set_num_threads(before)
+    assert r["items"] == 24 and 0 < r["bits_per_dim"] < 1 and len(r["split"]["decode"]["top"]) == 3
+    for phase in ("encode", "decode"):
+        stages = r["split"][phase]["stages"]
+        assert stages["networks"] > 0 and stages["coder"] > 0 and sum(stages.values()) <= r["profiled_s"][phase]
+    text = "\n".join(profile.report(r))
+    assert "| networks " in text and "| total " in text and "bits/dim" in text

@@ -12,13 +12,19 @@ so parameters are validated before every call.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import constriction
 
-from . import fixedlog
+from . import fixedlog, kernels
 from ..errors import ArchiveError, BBANSError
 
 _model = constriction.stream.model
+# Model families hold no state, so one object of each serves every call (creating one per call showed up in
+# autoregressive decoding, which codes two categoricals per pixel position).
+_CATEGORICAL = _model.Categorical(perfect=False)
+_BERNOULLI = _model.Bernoulli(perfect=False)
 
 
 def _as_symbols(symbols: np.ndarray, shape: tuple, lo: int, hi: int) -> np.ndarray:
@@ -113,7 +119,7 @@ class _ConstrictionCodec(Codec):
             _reraise(exc, "encode")
 
     def pop(self, coder):
-        n = int(np.prod(self.shape, dtype=np.int64))
+        n = math.prod(self.shape)
         lo, hi = self._symbol_range()
         if n == 0 or lo == hi:
             return np.full(self.shape, lo, np.int32)
@@ -157,7 +163,7 @@ class Bernoulli(_ConstrictionCodec):
         self.shape = p.shape
 
     def _family_and_params(self):
-        return _model.Bernoulli(perfect=False), (self.p.reshape(-1),)
+        return _BERNOULLI, (self.p.reshape(-1),)
 
     def cost(self, symbols):
         """From P[1] rounded to a multiple of 2^-30 (exact for the shipped models' table sigmoids), in 1..2^30-1."""
@@ -200,8 +206,11 @@ class Categorical(_ConstrictionCodec):
                 raise BBANSError("every categorical distribution needs at least one positive probability")
             self._floor_last(row_max)
 
+    def _floor_exponent(self) -> int:
+        return -max(0, 20 - (self.n - 1).bit_length())  # bit_length = ceil(log2 n)
+
     def _floor_last(self, row_max: np.ndarray) -> None:
-        floor = np.ldexp(row_max, -max(0, 20 - (self.n - 1).bit_length()))  # bit_length = ceil(log2 n)
+        floor = np.ldexp(row_max, self._floor_exponent())
         if np.any(self.probs[:, -1] < floor):
             self.probs = self.probs.copy()  # never write into the caller's array
             np.maximum(self.probs[:, -1], floor, out=self.probs[:, -1])
@@ -214,13 +223,17 @@ class Categorical(_ConstrictionCodec):
         self = cls.__new__(cls)
         self.n = weights.shape[-1]
         self.shape = weights.shape[:-1]
+        if kernels.AVAILABLE and weights.size and self.n > 1:
+            self.probs = np.array(weights, np.float32, order="C")  # our own copy (the caller's stays as it was)
+            kernels.floor_last(self.probs, self._floor_exponent())
+            return self
         self.probs = weights if weights.flags.c_contiguous else np.ascontiguousarray(weights)  # e.g. broadcast rows
         if weights.size and self.n > 1:
             self._floor_last(weights.max(axis=1))
         return self
 
     def _family_and_params(self):
-        return _model.Categorical(perfect=False), (self.probs,)
+        return _CATEGORICAL, (self.probs,)
 
     def _symbol_range(self):
         return 0, self.n - 1

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import tables
+from . import kernels, tables
 from ..errors import BBANSError
 from .twostage import TwoStageCodec, table_cdf
 
@@ -47,6 +47,13 @@ class DiscretizedGaussian(TwoStageCodec):
         """Edge j sits at bin index j - H - 1/2, i.e. (j - H) 2^u - 2^(u-1) in mean units."""
         d = ((edge_j - self.half) << self._u) - (1 << (self._u - 1)) - self._mean[a:b]
         return table_cdf(tables.normal_cdf_table(), (d * self._inv_sigma[a:b])[:, None, :], self._shift, interpolate=True)
+
+    def _kernel_tables(self, coarse, a, b, out):
+        if not kernels.AVAILABLE:
+            return False
+        kernels.gaussian_tables(self._mean[a:b, 0], self._inv_sigma[a:b, 0], coarse, self.n_symbols, self.half,
+                                self._u, self._shift, tables.normal_cdf_table(), tables.SIGMOID_HALF, out)
+        return True
 
     def _index(self, latents) -> np.ndarray:
         z = np.asarray(latents)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import tables
+from . import kernels, tables
 from .basic import Bernoulli
 from ..errors import BBANSError
 from .twostage import TwoStageCodec, table_cdf
@@ -33,11 +33,18 @@ class DiscretizedLogisticMixture(TwoStageCodec):
             raise BBANSError("logistic mixture parameters must share one shape (*shape, K)")
         self.shape = means.shape[:-1]
         k = means.shape[-1]
-        self._means = tables.clamp(means.reshape(-1, k), tables.MEAN_MIN, tables.MEAN_MAX)
-        self.rows = self._means.shape[0]
-        lsc = tables.clamp(log_scales.reshape(-1, k), tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX)
+        means, log_scales, logits = means.reshape(-1, k), log_scales.reshape(-1, k), logits.reshape(-1, k)
+        self.rows = means.shape[0]
+        if kernels.AVAILABLE:
+            self._means, self._inv_scale, self._weights = (np.empty((self.rows, k), np.int64) for _ in range(3))
+            kernels.mixture_rows(means, log_scales, logits, tables.MEAN_MIN, tables.MEAN_MAX, tables.LOG_SCALE_MIN,
+                                 tables.LOG_SCALE_MAX, tables.LOGIT_MAX, tables.inv_scale_table(),
+                                 tables.mix_weight_table(), self._means, self._inv_scale, self._weights)
+            return
+        self._means = tables.clamp(means, tables.MEAN_MIN, tables.MEAN_MAX)
+        lsc = tables.clamp(log_scales, tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX)
         self._inv_scale = tables.inv_scale_table()[lsc - tables.LOG_SCALE_MIN]
-        w = tables.clamp(logits.reshape(-1, k), -tables.LOGIT_MAX, tables.LOGIT_MAX)
+        w = tables.clamp(logits, -tables.LOGIT_MAX, tables.LOGIT_MAX)
         self._weights = tables.mix_weight_table()[w.max(axis=1, keepdims=True) - w]
 
     @classmethod
@@ -51,6 +58,13 @@ class DiscretizedLogisticMixture(TwoStageCodec):
         """Edge j sits at pixel value j - 0.5 = (16 j - 8)/16; t = (edge - m)/s = D * INV / 2^20, D in 1/16 px."""
         d = (edge_j[:, None, :] * 16 - 8) - self._means[a:b, :, None]
         return table_cdf(tables.sigmoid_table(), d * self._inv_scale[a:b, :, None], 10)
+
+    def _kernel_tables(self, coarse, a, b, out):
+        if not kernels.AVAILABLE:
+            return False
+        kernels.logistic_tables(self._means[a:b], self._inv_scale[a:b], self._weights[a:b], coarse, self.n_symbols,
+                                tables.sigmoid_table(), tables.SIGMOID_HALF, out)
+        return True
 
 
 def bernoulli_from_logits(logits: np.ndarray) -> Bernoulli:

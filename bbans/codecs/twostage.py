@@ -18,14 +18,13 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import fixedlog
-
-from . import tables
+from . import fixedlog, kernels, tables
 from .basic import Categorical, Codec
 from ..errors import BBANSError
 
-INF_EDGE = 1 << 20
+INF_EDGE = kernels.INF_EDGE
 _FINE_OFFSETS = np.arange(0, 17, dtype=np.int64)
+_NO_ROWS = np.zeros(0, np.int64)  # the kernels' coarse argument for the coarse stage
 _CHUNK = 2048  # rows per vectorized block: keeps the (P, K, E) int64 temporaries in cache (3x faster than 8k)
 
 
@@ -67,15 +66,24 @@ class TwoStageCodec(Codec):
         """2^30 x CDF of rows a..b-1 at edges ``edge_j`` (b-a, E): returns (b-a, K, E) int64."""
         raise NotImplementedError
 
+    def _kernel_tables(self, coarse: np.ndarray, a: int, b: int, out: np.ndarray) -> bool:
+        """Fill ``out`` (b-a, W) with the stage weights of rows a..b-1 by a compiled kernel (``kernels.py``), the
+        same numbers as ``_stage_weights(_edge_cdf(...))``; ``coarse`` is the rows' coarse bins (fine stage) or
+        empty (coarse stage). Returns False where no kernel runs (no numba, or a subclass without one)."""
+        return False
+
     def _tables(self, coarse: np.ndarray | None) -> np.ndarray:
         """Coarse-stage weights (rows, n/16) if ``coarse`` is None, else fine weights (rows, 16) within it."""
         n, top = self.rows, self.n_symbols
         width = top // 16 if coarse is None else 16
         out = np.empty((n, width), np.float32)
         coarse_edges = np.arange(0, top + 1, 16, dtype=np.int64)
+        rows_coarse = _NO_ROWS if coarse is None else np.ascontiguousarray(coarse, np.int64)
 
         def fill(a: int) -> None:
             b = min(a + _CHUNK, n)
+            if self._kernel_tables(rows_coarse[a:b] if coarse is not None else _NO_ROWS, a, b, out[a:b]):
+                return
             if coarse is None:
                 edges = np.broadcast_to(coarse_edges, (b - a, width + 1))
             else:
