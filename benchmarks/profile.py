@@ -6,18 +6,19 @@
 Each model runs in a fresh child process (``--one MODEL``) on the first ``--items`` items of its test set
 (mnist-test for 0..255 models, binarized-mnist-test for 0..1 models; retired "-v1" models only when named): after
 an untimed warm-up round trip of one batch, once unprofiled, for the wall times and items/s, then once under
-cProfile for the split. It prints per model the wall
-seconds, items/s, the archive's bits/dim and one table per model: rows are stages, columns the profiled seconds
-of each phase (encode = ``bbans.compress(method="bits-back")``, decode = ``bbans.decompress``) and their share in
-percent. A stage is the sum of the tottime (seconds inside a function itself) of its functions, so the stages add
-up to the profiled total, which includes cProfile's overhead:
+cProfile for the split. It prints per model the wall seconds, items/s, the archive's bits/dim and one table: rows
+are stages, columns the profiled seconds of each phase (encode = ``bbans.compress(method="bits-back")``, decode =
+``bbans.decompress``) and their share in percent. A stage is the sum of the tottime (seconds inside a function
+itself) of its functions, so the stages add up to the profiled total, which includes cProfile's overhead:
 
 - networks: models/integer_net.py, models/coding_model.py, torch;  AR loop: models/ar_head.py,
   bbans/codecs/autoregressive.py;  tables: the integer-table codecs (twostage, tables, logistic, gaussian,
-  fixedlog, hierarchy, the compiled kernels) and the main thread's waits for the "bbans-tables" worker threads;  coder: constriction
-  and bbans/codecs/basic.py;  chain: bbans/bitsback/;  I/O & container: bbans/container/, bbans/api.py.
+  fixedlog, hierarchy, the compiled kernels);  coder: constriction and bbans/codecs/basic.py;  chain:
+  bbans/bitsback/;  I/O & container: bbans/container/, bbans/api.py.
 - Built-ins (numpy, ...) and library code in no stage are split among their callers' stages in proportion to the
-  time spent under each caller; what has no attributable caller is "other".
+  time spent under each caller; what has no attributable caller is "other". cProfile sees only the main thread:
+  work on the "bbans-blocks" threads (bbans/codecs/blocks.py) shows as the main thread's waits for it, which land
+  in the stage that started the blocks (tables, or the AR head's all-positions pass).
 
 ``--top N`` also lists the N functions with the most tottime per phase. ``--json PATH`` writes the figures.
 """
@@ -42,7 +43,7 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (  # (stage, path fragments of 
     ("networks", ("models/integer_net.py", "models/coding_model.py", "/torch/")),
     ("AR loop", ("models/ar_head.py", "bbans/codecs/autoregressive.py")),
     ("tables", tuple(f"bbans/codecs/{m}.py" for m in ("twostage", "tables", "logistic", "gaussian", "fixedlog",
-                                                      "hierarchy", "kernels")) + ("/threading.py", "/concurrent/futures/")),
+                                                      "hierarchy", "kernels"))),
     ("coder", ("bbans/codecs/basic.py", "/constriction/")),
     ("chain", ("bbans/bitsback/",)),
     ("I/O & container", ("bbans/container/", "bbans/api.py")),
@@ -53,8 +54,6 @@ Func = tuple[str, int, str]  # pstats' key: (file, line, function name)
 def direct_stage(file: str, name: str) -> str | None:
     """The stage a function belongs to by its own source file or, for a built-in (file "~"), its name."""
     if file == "~":
-        if "acquire" in name and "_thread" in name:
-            return "tables"  # the main thread waiting for the table threads (bbans/codecs/twostage.py _pool)
         if "AnsCoder" in name or "constriction" in name:
             return "coder"
         return "networks" if "torch" in name else None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bbans.codecs import kernels
+from bbans.codecs import blocks, kernels
 from bbans.codecs.tables import clamp
 
 from .integer_net import (ACT_CLIP, IntLayer, activation_exponent, convert_layer, layers_from_tensors,
@@ -29,6 +29,7 @@ from .integer_net import (ACT_CLIP, IntLayer, activation_exponent, convert_layer
 CTX_CLIP = (1 << 15) - 1   # context values are integers in [-CTX_CLIP, CTX_CLIP]
 ACC_EXTRA_BITS = 8          # e_acc = e_ctx + this: the masked conv's weights keep ~8 more bits than the context
 FLOAT64_EXACT = 1 << 52     # every |partial sum| must stay below this
+ITEMS_PER_BLOCK = 8         # params_all's items per thread block (bbans.codecs.blocks)
 
 
 @dataclass
@@ -87,8 +88,10 @@ class IntARHead:
         if kernels.AVAILABLE:
             flat_index, inside = self._tap_index(x.shape[1], x.shape[2])
             out = np.empty((b, flat_index.shape[0], self.out.out_channels), np.int64)
-            _all_positions_kernel(np.asarray(x, np.int64).reshape(b, -1), flat_index, inside, self.x_mul, self.x_sub,
-                                  np.asarray(ctx, np.int64).reshape(b, a, -1), *self._kernel_constants(), out)
+            xs, cs = np.asarray(x, np.int64).reshape(b, -1), np.asarray(ctx, np.int64).reshape(b, a, -1)
+            blocks.run_blocks(lambda i, j: _all_positions_kernel(xs[i:j], flat_index, inside, self.x_mul, self.x_sub,
+                                                                 cs[i:j], *self._kernel_constants(), out[i:j]),
+                              b, ITEMS_PER_BLOCK)
             return out
         return self._finish(ctx.reshape(b, a, -1).transpose(0, 2, 1), self.neighbours_all(x))
 

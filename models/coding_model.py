@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from bbans.codecs import tables
+from bbans.codecs import kernels, tables
 from bbans.codecs.autoregressive import RasterAutoregressive
 from bbans.codecs.gaussian import DiscretizedGaussian, StandardGaussian
 from bbans.codecs.hierarchy import LayeredLatents
@@ -34,8 +34,21 @@ def _bounded(raw: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """lo + (hi - lo) σ(raw / 1024), rounded, with integer arithmetic and the fixed sigmoid table (int64).
 
     The integer twin of the float model's smooth bounds (``likelihoods.split_mixture_params``)."""
+    if kernels.AVAILABLE:
+        flat = np.ascontiguousarray(raw, np.int64).reshape(-1)
+        out = np.empty(flat.shape, np.int64)
+        _bounded_kernel(flat, lo, hi, tables.sigmoid_table(), tables.SIGMOID_HALF, tables.SIGMOID_BITS, out)
+        return out.reshape(np.shape(raw))
     sig = tables.sigmoid_of_index(raw)
     return lo + (((hi - lo) * sig + (1 << (tables.SIGMOID_BITS - 1))) >> tables.SIGMOID_BITS)
+
+
+@kernels.compiled
+def _bounded_kernel(raw, lo, hi, sigmoid, half, bits, out):
+    """``_bounded`` over int64 (N,) ``raw`` into ``out``, compiled (``bbans.codecs.kernels``): the same integers."""
+    for i in range(raw.shape[0]):
+        sig = sigmoid[min(max(raw[i], -half), half) + half]
+        out[i] = lo + (((hi - lo) * sig + (1 << (bits - 1))) >> bits)
 
 
 class VAECodingModel:

@@ -131,7 +131,8 @@ profile = _load("profile")
 
 
 def test_profile_stage_rules_and_builtins_split_by_caller():
-    assert profile.direct_stage("~", "<method 'acquire' of '_thread.lock' objects>") == "tables"
+    # waits for the bbans-blocks threads belong to whoever started the blocks: no stage of their own
+    assert profile.direct_stage("~", "<method 'acquire' of '_thread.lock' objects>") is None
     assert profile.direct_stage("~", "<method 'decode' of 'builtins.AnsCoder' objects>") == "coder"
     assert profile.direct_stage("~", "<built-in method torch.conv2d>") == "networks"
     assert profile.direct_stage("/x/bbans/bitsback/chain.py", "encode") == "chain"

@@ -133,3 +133,14 @@ def test_categorical_last_entry_floor_agrees_with_numpy(monkeypatch):
         np.testing.assert_array_equal(fast.probs, slow.probs)
         np.testing.assert_array_equal(given, weights)  # the caller's array is never written
         assert not np.array_equal(fast.probs, weights) or n == 2
+
+
+@needs_numba
+def test_bounded_parameters_match_numpy(monkeypatch):
+    """The models' bounded log-scales (models/coding_model._bounded), far beyond the sigmoid table's ends too."""
+    from bbans_models.coding_model import _bounded
+
+    raw = np.random.default_rng(5).integers(-3 * tables.SIGMOID_HALF, 3 * tables.SIGMOID_HALF, (30, 28, 28, 5))
+    fast, slow = _both(lambda: _bounded(raw[..., 1:4], tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX), monkeypatch)
+    assert fast.shape == slow.shape == (30, 28, 28, 3)
+    np.testing.assert_array_equal(fast, slow)

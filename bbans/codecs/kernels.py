@@ -80,22 +80,21 @@ def logistic_tables(means, inv_scale, weights, coarse, top, sigmoid, half, out):
     width = out.shape[1]
     fine = coarse.shape[0] > 0
     total = np.empty(width, np.int64)
-    for r in range(rows):
+    edge = np.empty(width + 1, np.int64)   # a row's edges in 1/16 pixel
+    cdf = np.empty(width + 1, np.int64)    # one component's CDF at them
+    for r in range(rows):  # separate loops without carried values, so that the compiler can vectorize each
         base = coarse[r] * 16 if fine else 0
         step = 1 if fine else 16
+        for e in range(width + 1):
+            edge[e] = _edge(base + e * step, top) * 16 - 8
         for e in range(width):
             total[e] = 0
         for k in range(k_count):
             m, inv, w = means[r, k], inv_scale[r, k], weights[r, k]
-            prev = 0
             for e in range(width + 1):
-                j = _edge(base + e * step, top)
-                idx = (((j * 16 - 8) - m) * inv + 512) >> 10
-                idx = min(max(idx, -half), half)
-                cur = sigmoid[idx + half]
-                if e > 0:
-                    total[e - 1] += (cur - prev) * w
-                prev = cur
+                cdf[e] = sigmoid[min(max((((edge[e] - m) * inv + 512) >> 10), -half), half) + half]
+            for e in range(width):
+                total[e] += (cdf[e + 1] - cdf[e]) * w
         _normalize_row(total, out[r])
 
 
