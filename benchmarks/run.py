@@ -170,8 +170,16 @@ def one_image_table(results: list[tuple[str, dict]]) -> list[str]:
     return lines
 
 
+KEEP_MARKER = "<!-- measured by other commands (each section says which); benchmarks/run.py keeps what follows -->"
 README_START = "<!-- benchmarks/run.py: start -->"
 README_END = "<!-- benchmarks/run.py: end -->"
+
+
+def kept_sections(path: Path) -> str:
+    """What follows KEEP_MARKER in the file ``path`` (the marker included, with a blank line before), or "": the
+    sections other benchmarks measured, which a new run must not drop."""
+    old = path.read_text() if path.exists() else ""
+    return "\n" + old[old.index(KEEP_MARKER):] if KEEP_MARKER in old else ""
 
 
 def readme_block(sections: list[list[str]], stamp: str) -> list[str]:
@@ -293,7 +301,7 @@ def main() -> None:
     print(text)
     out = Path(a.out) if a.out else (ROOT / "BENCHMARKS.md" if full else None)
     if out:
-        out.write_text(text + "\n")
+        out.write_text(text + "\n" + kept_sections(out))
         log(f"wrote {out}")
     if full and not a.out:
         stamp = (f"Measured {started:%Y-%m-%d} with `{cmd}`; 1-minute load average {min(JOB_LOADS):.1f} to "

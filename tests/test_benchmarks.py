@@ -160,3 +160,27 @@ def test_profile_measures_a_shipped_model_and_its_stages_add_up(monkeypatch):
         assert stages["networks"] > 0 and stages["coder"] > 0 and sum(stages.values()) <= r["profiled_s"][phase]
     text = "\n".join(profile.report(r))
     assert "| networks " in text and "| total " in text and "bits/dim" in text
+
+
+def test_speed_benchmark_times_a_model_in_a_fresh_process_and_reports_its_archive():
+    import json
+    import subprocess
+
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "speed.py"), "--models", "binarized-mnist-small",
+                          "--threads", "1", "--items", "150", "--json", "/dev/stdout"],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    table, rows = run.stdout.split("\nbbans imported from", 1)
+    assert "| binarized-mnist-small | 1 | 150 |" in table
+    r = json.loads(rows.split("\n", 1)[1])[0]
+    assert r["items"] == 150 and r["encode_s"] > 0 and r["decode_s"] > 0 and len(r["sha256"]) == 64
+    assert 0 < r["bits_per_dim"] < 1
+
+
+def test_run_keeps_the_sections_other_benchmarks_measured(tmp_path):
+    path = tmp_path / "B.md"
+    assert run.kept_sections(path) == ""                     # no file yet
+    path.write_text("# Benchmarks\n\n| old table |\n")
+    assert run.kept_sections(path) == ""                     # nothing marked to keep
+    path.write_text(f"# Benchmarks\n\n| old table |\n\n{run.KEEP_MARKER}\n\n## Speed\n\n| kept |\n")
+    assert run.kept_sections(path) == f"\n{run.KEEP_MARKER}\n\n## Speed\n\n| kept |\n"
+    assert run.KEEP_MARKER in (ROOT / "BENCHMARKS.md").read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +93,38 @@ def test_a_folder_on_the_cluster_gives_the_same_collection(cluster, tmp_path):
     compress_folder(src, here, Options())
     compress_folder(src, there, Options(scheduler=cluster.scheduler_address))
     assert here.getvalue() == there.getvalue()
+
+
+def _glibc() -> bool:
+    try:
+        return sys.platform.startswith("linux") and "glibc" in (os.confstr("CS_GNU_LIBC_VERSION") or "")
+    except (ValueError, OSError):
+        return False
+
+
+def test_worker_tasks_restore_malloc_thresholds_that_dasks_nanny_froze(monkeypatch):
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_ in every worker, which made chunks code ~2x slower (workers.py);
+    the tasks raise glibc's thresholds again when the variable is set, and leave malloc alone when it is not."""
+    from bbans.container import workers
+
+    relax = workers.relax_malloc_trim.__wrapped__   # the cached wrapper runs once per process
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    assert relax() is False
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+    assert relax() is _glibc()
+
+
+@pytest.mark.skipif(not _glibc(), reason="mallopt exists only in glibc")
+def test_the_cluster_workers_run_with_the_thresholds_restored(cluster):
+    """In a real nanny-started worker: the variable is set there, and a task's prepare_worker undoes it."""
+    from distributed import Client
+
+    from bbans.container import workers
+
+    def probe(_):
+        workers.prepare_worker()
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), workers.relax_malloc_trim()
+
+    with Client(cluster) as client:
+        env, relaxed = client.submit(probe, 0, pure=False).result()
+    assert env is not None and relaxed is True

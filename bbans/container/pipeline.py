@@ -177,7 +177,7 @@ def _code_chunk(data: np.ndarray, model, options: EncodeOptions, extra: bytes = 
 
 def _encode_task(task) -> CodedChunk:
     source, i, j, options = task
-    workers.limit_math_threads()
+    workers.prepare_worker()
     return _code_chunk(source.read(i, j), load_model_ref(options.model_ref), options)
 
 
@@ -320,7 +320,7 @@ def decode_chunk(blob: bytes, model: LatentModel | None = None, progress=None) -
 
 def _decode_task(task) -> np.ndarray:
     path, h, k, model_ref = task
-    workers.limit_math_threads()
+    workers.prepare_worker()
     with open(path, "rb") as f:
         blob = chunked.chunk_blob(f, h, k)
     return decode_chunk(blob, load_model_ref(model_ref))
@@ -448,7 +448,7 @@ class CollectionReport:
 
 def _member_task(task):
     encode_member, spec, options = task
-    workers.limit_math_threads()
+    workers.prepare_worker()
     return encode_member(spec, options)
 
 
