@@ -390,17 +390,25 @@ def _compress_folder(folder, output, model_ref, batch_size, force, method, parti
               help="Delete the archive once the output is complete and on disk (ignored with -c).")
 @click.option("-j", "--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Processes decoding chunks in parallel (multi-chunk archives).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Decode the chunks of a multi-chunk archive as tasks on a Dask cluster: tcp://HOST:PORT of a "
+                   "running scheduler, or local:N for N local worker processes (pip install bbans[cluster]). "
+                   "Workers read the archive from its path, so it must be on a filesystem they all see (not "
+                   "standard input); the output is written here, in order. A collection's files decode in this "
+                   "process.")
 @click.option("--range", "item_range", metavar="I:J",
               help="Restore only items I..J-1 (0-based); decodes only the chunks that hold them.")
 @click.option("-q", "--quiet", is_flag=True, help="No report, notes or progress; errors only.")
 @click.option("-v", "--verbose", is_flag=True, help="A longer report: the archive's method, model and container.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (a list for several FILEs).")
 @click.pass_context
-def decompress(ctx, files, output, model_ref, force, to_stdout, keep, remove, jobs, item_range, quiet, verbose,
-               as_json):
+def decompress(ctx, files, output, model_ref, force, to_stdout, keep, remove, jobs, scheduler, item_range, quiet,
+               verbose, as_json):
     """Restore the file compressed into each FILE (a .bba archive), exactly."""
     to_stdout, remove = _outputs(files, output, to_stdout, keep, remove, quiet, verbose, "", "archive")
-    model = _model_ref(model_ref) if jobs == 1 and model_ref else None
+    if scheduler is not None and any(str(f) == "-" for f in files):
+        raise click.UsageError("--scheduler: workers read the archive from its path; standard input has none")
+    model = _model_ref(model_ref) if jobs == 1 and scheduler is None and model_ref else None
     many = len(files) > 1
 
     def one(file: Path):
@@ -414,7 +422,8 @@ def decompress(ctx, files, output, model_ref, force, to_stdout, keep, remove, jo
         label = f"decompressing {file}" if many else "decompressing"
         with Progress(label, False if quiet else None) as progress:
             try:
-                done = restore(file, output, to_stdout, force, item_range, model, model_ref, jobs, progress)
+                done = restore(file, output, to_stdout, force, item_range, model, model_ref, jobs, progress,
+                               scheduler)
             except ModelError as exc:
                 hint = "" if model_ref else " (if you have the model's weights file, pass it with --model PATH)"
                 raise ModelError(f"{file}: {exc}{hint}") from None

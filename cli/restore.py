@@ -91,9 +91,9 @@ def parse_range(text: str, n: int) -> tuple[int, int]:
 
 
 def restore(file, output: Path | None, to_stdout: bool, force: bool, item_range: str | None, model, model_ref,
-            jobs: int, progress) -> Restored:
+            jobs: int, progress, scheduler: str | None = None) -> Restored:
     """Decode the archive ``file`` (``-``: stdin) into ``output`` (default: the name without .bba; None with
-    ``to_stdout``), all items or ``item_range`` ('I:J')."""
+    ``to_stdout``), all items or ``item_range`` ('I:J'); chunks on ``jobs`` processes or a Dask ``scheduler``."""
     from_stdin = str(file) == STDIN
     path = spool_stdin() if from_stdin else Path(file)
     readable_size(path)
@@ -110,7 +110,8 @@ def restore(file, output: Path | None, to_stdout: bool, force: bool, item_range:
         prefix = formats.file_prefix(container, shape)
         if prefix is None and (i, j) != (0, n):
             raise InputError(f"--range: a {container.kind} archive holds one image; decode it whole")
-        parts = reader.items(i, j, model=model, model_ref=model_ref, jobs=jobs, progress=progress)
+        parts = reader.items(i, j, model=model, model_ref=model_ref, jobs=jobs, scheduler=scheduler,
+                             progress=progress)
         written = write_file(target, force, container, prefix, parts)
         method, model_name = _method_and_model(f, reader)
     return Restored(str(target) if target is not None else "stdout", container.kind, written, shape,

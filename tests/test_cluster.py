@@ -128,3 +128,23 @@ def test_the_cluster_workers_run_with_the_thresholds_restored(cluster):
     with Client(cluster) as client:
         env, relaxed = client.submit(probe, 0, pure=False).result()
     assert env is not None and relaxed is True
+
+
+def test_cli_decompress_on_the_cluster_restores_the_same_file(reference, cluster, tmp_path):
+    from click.testing import CliRunner
+
+    from bbans_cli.main import cli
+
+    archive = tmp_path / "digits.bba"
+    r = CliRunner().invoke(cli, ["compress", str(SAMPLE), "-o", str(archive), "--chunk-items", "20", "--no-elbo",
+                                 "-m", "mnist-small", "-q"])
+    assert r.exit_code == 0, r.output
+    outs = []
+    for how in (["-j", "1"], ["--scheduler", cluster.scheduler_address]):
+        out = tmp_path / f"back{len(outs)}.npy"
+        r = CliRunner().invoke(cli, ["decompress", str(archive), "-o", str(out), "-q", *how])
+        assert r.exit_code == 0, r.output
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] == SAMPLE.read_bytes()
+    r = CliRunner().invoke(cli, ["decompress", "-", "--scheduler", "local:1"], input=archive.read_bytes())
+    assert r.exit_code == 2 and "standard input" in r.output
