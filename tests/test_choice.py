@@ -71,3 +71,15 @@ def test_lzma_archives_of_any_encoder_preset_decode():
     raw = np.random.default_rng(1).integers(0, 4, 2_000_000, dtype=np.uint8).tobytes()
     filters = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 1 << 21}]
     assert classic.decompress("lzma", lzma.compress(raw, format=lzma.FORMAT_RAW, filters=filters), len(raw)) == raw
+
+
+def test_background_work_hands_back_its_value_or_its_error():
+    from bbans.container.choice import _Background
+
+    assert _Background(lambda a, b: a + b, 2, 3).result() == 5
+
+    def fails():
+        raise ValueError("no")
+
+    with pytest.raises(ValueError, match="no"):
+        _Background(fails).result()

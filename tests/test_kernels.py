@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from bbans.codecs import kernels, tables, twostage
+from bbans.codecs import kernels, tables
 from bbans.codecs.gaussian import DiscretizedGaussian
 from bbans.codecs.logistic import DiscretizedLogisticMixture
 
@@ -24,10 +24,6 @@ def _both(fn, monkeypatch):
     slow = fn()
     monkeypatch.setattr(kernels, "AVAILABLE", True)
     return fast, slow
-
-
-def test_infinite_edge_is_the_same_constant():
-    assert kernels.INF_EDGE == twostage.INF_EDGE
 
 
 @needs_numba

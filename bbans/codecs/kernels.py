@@ -1,14 +1,18 @@
 # BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
-"""Compiled kernels for the two-stage tables (``twostage.py``): the same integers as the numpy code, faster.
+"""Compiled kernels for the codecs' table work: the same numbers as the numpy code they stand beside, faster.
 
 Autoregressive decoding builds two small tables per pixel position (coarse, then fine) for a whole batch; in numpy
 each table is some thirty array operations whose Python overhead, not their arithmetic, dominated decoding
-(``benchmarks/profile.py``). These kernels compute a table row by row in one compiled call with numba.
+(``benchmarks/profile.py``). These kernels do that work row by row in one compiled call each (numba):
 
-They are a second implementation of ``TwoStageCodec._stage_weights`` over the subclasses' ``_edge_cdf``: integer
-arithmetic only (int64 products, arithmetic right shifts, table reads), then ``math.frexp`` of the row sum as a
-float64, exactly as numpy does, so every table entry is identical — checked against the numpy path by
-``tests/test_kernels.py`` on random and extreme parameters, and by the golden archives.
+- ``logistic_tables`` / ``gaussian_tables``: ``TwoStageCodec._stage_weights`` over the subclasses' ``_edge_cdf``;
+- ``mixture_rows``: ``DiscretizedLogisticMixture.__init__``'s clamps and table reads;
+- ``floor_last``: ``basic.Categorical._floor_last``.
+
+Integer arithmetic only (int64 products, arithmetic right shifts, table reads), plus ``math.frexp`` of a row sum as a
+float64 and float32 steps exactly as numpy takes them, so every number is identical — checked against the numpy
+path by ``tests/test_kernels.py`` on random and extreme parameters, and by the golden archives. ``compiled`` is also
+how ``bbans_models`` compiles its own loops (the AR head's pixel step).
 
 numba is optional: without it (or with ``BBANS_KERNELS=numpy`` in the environment) ``AVAILABLE`` is False and the
 numpy path runs; archives are the same either way. Compiled code is cached on disk (numba's ``cache=True``), so
@@ -21,7 +25,7 @@ import os
 
 import numpy as np
 
-INF_EDGE = 1 << 20   # twostage.INF_EDGE (kept equal by tests/test_kernels.py; twostage imports this module)
+INF_EDGE = 1 << 20   # where table edges at or beyond the ends move (twostage.py takes it from here)
 
 try:
     if os.environ.get("BBANS_KERNELS", "").lower() == "numpy":

@@ -14,6 +14,7 @@ Sizes in bytes, rates in bits; ``elbo_bits`` / ``iwae_bits`` are the model's bou
 """
 from __future__ import annotations
 
+import threading
 import zlib
 from dataclasses import dataclass, field
 
@@ -235,12 +236,16 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
     if verdict is not None and verdict.classical_wins:
         blob, m, bits = best_classic_archive(data, extra)
         return coded(blob, m, f"{verdict.text}; {m} of the whole chunk", bits)
+    # "auto" compares with the whole chunk coded classically unless the sample already settled it: start that now,
+    # beside the bits-back coding (zlib, lzma and bz2 release the GIL), instead of after it
+    classical = _Background(best_classic_archive, data, extra) if (
+        method == "auto" and verdict is not None and not verdict.model_clearly_wins) else None
     try:
         blob, enc = bits_back_archive(data, used, extra, int(batch_size), int(particles), progress, format_version)
     except ModelError as exc:
         if method == "bits-back" or (model is not None and not isinstance(exc, TooFewBits)):
             raise
-        blob, m, bits = best_classic_archive(data, extra)  # an installed model we picked ourselves is unusable
+        blob, m, bits = classical.result() if classical else best_classic_archive(data, extra)  # unusable model
         if isinstance(exc, TooFewBits):
             return coded(blob, m, f"bits-back with {used.name!r} codes these items in under one bit each, which "
                                   f"decoders refuse; {m} was the smallest classical method", bits)
@@ -248,7 +253,7 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
     why = "bits-back was requested" if method == "bits-back" else f"model {used.name!r} fits the data"
     if method == "auto":  # keep bits-back only where it wins: small inputs, or a close call on the sample
         if verdict is None or len(blob) > data.nbytes or not verdict.model_clearly_wins:
-            fb, m, fb_bits = best_classic_archive(data, extra)
+            fb, m, fb_bits = classical.result() if classical else best_classic_archive(data, extra)
             if len(fb) < len(blob):
                 reason = f"{m} ({len(fb)} bytes) is smaller than bits-back with {used.name!r} ({len(blob)} bytes)"
                 return coded(fb, m, reason, fb_bits)
@@ -258,6 +263,29 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
     if particles > 1:
         why += f"; Monte-Carlo bits-back with up to {particles} particles per item"
     return coded(blob, "bits-back-is" if particles > 1 else "bits-back", why, 32 * enc.payload.size, enc)
+
+
+class _Background:
+    """``fn(*args)`` on a daemon thread (an interrupted run does not wait for it); ``result()`` waits for it and
+    returns its value or raises its exception."""
+
+    def __init__(self, fn, *args):
+        self._out: list = []
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True, name="bbans-classical")
+        self._thread.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            self._out.append((True, fn(*args)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
+            self._out.append((False, exc))
+
+    def result(self):
+        self._thread.join()
+        ok, value = self._out[0]
+        if not ok:
+            raise value
+        return value
 
 
 @dataclass
