@@ -105,11 +105,12 @@ class IntARHead:
     def params_at(self, ctx_pos: np.ndarray, x: np.ndarray, t: int) -> np.ndarray:
         """ctx_pos int64 (H*W, B, A) (``context_by_position``), x int (B, H, W) -> output integers of flat
         position t, (B, C)."""
-        if kernels.AVAILABLE and x.dtype == np.int64:
+        if kernels.AVAILABLE:
             flat_index, inside = self._tap_index(x.shape[1], x.shape[2])
             out = np.empty((len(x), 1, self.out.out_channels), np.int64)
-            _position_kernel(x.reshape(len(x), -1), t, flat_index, inside, self.x_mul, self.x_sub,
-                             ctx_pos[t][:, :, None], *self._kernel_constants(), out)
+            xs = np.asarray(x, np.int64).reshape(len(x), -1)
+            _position_kernel(xs, t, flat_index, inside, self.x_mul, self.x_sub, ctx_pos[t][:, :, None],
+                             *self._kernel_constants(), out)
             return out[:, 0]
         return self._finish(ctx_pos[t], self.neighbours_at(x, t))
 

@@ -49,8 +49,6 @@ class DiscretizedGaussian(TwoStageCodec):
         return table_cdf(tables.normal_cdf_table(), (d * self._inv_sigma[a:b])[:, None, :], self._shift, interpolate=True)
 
     def _kernel_tables(self, coarse, a, b, out):
-        if not kernels.AVAILABLE:
-            return False
         kernels.gaussian_tables(self._mean[a:b, 0], self._inv_sigma[a:b, 0], coarse, self.n_symbols, self.half,
                                 self._u, self._shift, tables.normal_cdf_table(), tables.SIGMOID_HALF, out)
         return True

@@ -60,8 +60,6 @@ class DiscretizedLogisticMixture(TwoStageCodec):
         return table_cdf(tables.sigmoid_table(), d * self._inv_scale[a:b, :, None], 10)
 
     def _kernel_tables(self, coarse, a, b, out):
-        if not kernels.AVAILABLE:
-            return False
         kernels.logistic_tables(self._means[a:b], self._inv_scale[a:b], self._weights[a:b], coarse, self.n_symbols,
                                 tables.sigmoid_table(), tables.SIGMOID_HALF, out)
         return True

@@ -20,7 +20,7 @@ from ..errors import BBANSError
 
 INF_EDGE = kernels.INF_EDGE
 _FINE_OFFSETS = np.arange(0, 17, dtype=np.int64)
-_NO_ROWS = np.zeros(0, np.int64)  # the kernels' coarse argument for the coarse stage
+_NO_ROWS = np.zeros(0, np.int64)  # the kernels' coarse argument for the coarse stage (any slice of it is empty)
 _CHUNK = 2048  # rows per vectorized block: keeps the (P, K, E) int64 temporaries in cache (3x faster than 8k)
 
 
@@ -57,7 +57,7 @@ class TwoStageCodec(Codec):
     def _kernel_tables(self, coarse: np.ndarray, a: int, b: int, out: np.ndarray) -> bool:
         """Fill ``out`` (b-a, W) with the stage weights of rows a..b-1 by a compiled kernel (``kernels.py``), the
         same numbers as ``_stage_weights(_edge_cdf(...))``; ``coarse`` is the rows' coarse bins (fine stage) or
-        empty (coarse stage). Returns False where no kernel runs (no numba, or a subclass without one)."""
+        empty (coarse stage). Called only when ``kernels.AVAILABLE``; returns False for a subclass without one."""
         return False
 
     def _tables(self, coarse: np.ndarray | None) -> np.ndarray:
@@ -66,16 +66,14 @@ class TwoStageCodec(Codec):
         width = top // 16 if coarse is None else 16
         out = np.empty((n, width), np.float32)
         rows_coarse = _NO_ROWS if coarse is None else np.ascontiguousarray(coarse, np.int64)
-        if n <= _CHUNK and self._kernel_tables(rows_coarse, 0, n, out):
-            return out  # one block (a decoded position's batch): no pool, no closure
 
         def fill(a: int, b: int) -> None:
-            if self._kernel_tables(rows_coarse[a:b] if coarse is not None else _NO_ROWS, a, b, out[a:b]):
+            if kernels.AVAILABLE and self._kernel_tables(rows_coarse[a:b], a, b, out[a:b]):
                 return
             if coarse is None:
                 edges = np.broadcast_to(np.arange(0, top + 1, 16, dtype=np.int64), (b - a, width + 1))
             else:
-                edges = coarse[a:b, None].astype(np.int64) * 16 + _FINE_OFFSETS
+                edges = rows_coarse[a:b, None] * 16 + _FINE_OFFSETS
             edges = np.where(edges <= 0, -INF_EDGE, np.where(edges >= top, INF_EDGE, edges))
             w = None if self._weights is None else self._weights[a:b]
             out[a:b] = _stage_weights(self._edge_cdf(edges, a, b), w)
