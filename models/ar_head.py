@@ -166,11 +166,12 @@ def _position_kernel(x, t, index, inside, x_mul, x_sub, ctx, ctx_scale, weight, 
 @kernels.compiled(exact_sums=True)
 def _all_positions_kernel(x, index, inside, x_mul, x_sub, ctx, ctx_scale, weight, bias, h_scale, h_max, w2, b2, f,
                           lo, hi, out):
-    """Every position of every item (encoding, weighing): x int64 (B, P), index/inside (P, T), ctx int64
+    """Every position of every item (encoding, weighing): x int64 (B, N) the values the taps index (N = P, or
+    P x C sub-pixels for ``photo_ar_head``), index/inside (P, T), ctx int64
     (B, A, P), out int64 (B, P, C)."""
     h = np.empty(weight.shape[1], np.float64)
     for b in range(x.shape[0]):
-        for t in range(x.shape[1]):
+        for t in range(index.shape[0]):
             _pixel(x, b, t, index, inside, x_mul, x_sub, ctx, t, ctx_scale, weight, bias, h_scale, h_max, w2, b2, f,
                    lo, hi, h, out, t)
 

@@ -75,7 +75,7 @@ class VAECodingModel:
             raise ModelError(f"cannot read model file {path}: {exc}") from None
         self.path = path
         self.name = name or meta["name"]  # a registry name overrides the one written at export
-        self.config = VAEConfig(**meta["config"])
+        self.config = self._make_config(meta["config"])
         self.coder_settings = meta["coder_settings"]
         self._bin_exp = int(self.coder_settings["latent_bin_exponent"])
         self.latent_bins = int(self.coder_settings["latent_bins"])  # alphabet of each latent symbol
@@ -92,15 +92,32 @@ class VAECodingModel:
         self._nets = {part: TorchIntNet(layers, device) if backend == "torch"
                       else (lambda v, layers=layers: forward_numpy(layers, v))
                       for part, layers in self.int_layers.items()}
-        self._ar = ar_head_from_tensors("int.ar", tensors, layout["ar"]) if "ar" in layout else None
+        self._ar = self._load_ar(tensors, layout)
         self.data_shape = data_shape(meta)
         self.value_range = value_range(meta)
-        self.latent_shape = self.config.latent_shape
-        self.layer_sizes = self.config.latent_layer_sizes
+        self.latent_shape, self.top_latent_shape = self._latent_shapes()
+        self.layer_sizes = [int(np.prod(s)) for s in (self.latent_shape, self.top_latent_shape) if s[0]]
         self.latent_size = int(sum(self.layer_sizes))
         self.coding_variant: dict = {}  # coding-time choices (with_coding_variant); {} = as exported
         self.known_coding_variants: list = []  # variants archives may have used (set by the registry)
         self.latent_coarsening = 0
+
+    # ---- what the model families differ in (``photo_coding_model`` overrides these) ----------------------------
+    @staticmethod
+    def _make_config(fields: dict):
+        return VAEConfig(**fields)
+
+    @staticmethod
+    def _load_ar(tensors: dict, layout: dict):
+        return ar_head_from_tensors("int.ar", tensors, layout["ar"]) if "ar" in layout else None
+
+    def _latent_shapes(self) -> tuple:
+        """(z1's shape, z2's shape) per item; z2's is (0, ...) for a one-layer model."""
+        return self.config.latent_shape, self.config.top_latent_shape
+
+    def _net_input(self, x: np.ndarray) -> np.ndarray:
+        """Items uint8 (B, *data_shape) -> the integer encoder's input (B, 1, 28, 28)."""
+        return np.asarray(x).reshape(-1, 1, *self.data_shape)
 
     def with_coding_variant(self, variant: dict) -> "VAECodingModel":
         """This model coding with ``variant`` (docs/design.md, "Coding variants"), a dict of at most:
@@ -143,7 +160,7 @@ class VAECodingModel:
 
     def posterior_ints(self, x: np.ndarray):
         """x uint8 (B,28,28) -> q(z1|x) as (mean in 2^-12 latent units, log-sigma index S), int64 (B, L1*49)."""
-        return self._gaussian_ints(self._nets["enc"](np.asarray(x).reshape(-1, 1, *self.data_shape)))
+        return self._gaussian_ints(self._nets["enc"](self._net_input(x)))
 
     def posterior_params(self, x: np.ndarray):
         """x uint8 (B,28,28) -> q(z1|x) as (mean, std) float64 (B, L1*49) in bin units (for inspection)."""
@@ -159,7 +176,7 @@ class VAECodingModel:
 
     def posterior_codec(self, x: np.ndarray):
         """q(z|x): one layer, q(z1|x); two layers, z1 ~ q(z1|x) then z2 ~ q(z2|z1) (``LayeredLatents``)."""
-        q1 = self._gaussian(self._nets["enc"](np.asarray(x).reshape(-1, 1, *self.data_shape)))
+        q1 = self._gaussian(self._nets["enc"](self._net_input(x)))
         if len(self.layer_sizes) == 1:
             return q1
 
@@ -172,7 +189,7 @@ class VAECodingModel:
         """p(z): one layer, N(0, I); two layers, z2 ~ N(0, I) then z1 ~ p(z1|z2) (``LayeredLatents``)."""
         if len(self.layer_sizes) == 1:
             return self._standard(batch, self.latent_size)
-        top_shape = self.config.top_latent_shape
+        top_shape = self.top_latent_shape
 
         def layer(i, known):
             if i == 1:
@@ -222,16 +239,19 @@ class VAECodingModel:
 
     @torch.no_grad()
     def _per_item_bits(self, x: np.ndarray, nats_fn, seed: int, batch: int) -> np.ndarray:
-        """Apply ``nats_fn`` (uint8 tensor (b,1,H,W) -> nats (b,)) in batches with a fixed seed, leaving torch's
+        """Apply ``nats_fn`` (uint8 tensor ``_float_input`` -> nats (b,)) in batches with a fixed seed, leaving torch's
         global RNG as it was; returns bits per item, float64 (B,)."""
         gen_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
         try:
-            out = [nats_fn(torch.from_numpy(np.array(x[i:i + batch], dtype=np.uint8)).unsqueeze(1)).double().numpy()
-                   for i in range(0, len(x), batch)]
+            out = [nats_fn(self._float_input(x[i:i + batch])).double().numpy() for i in range(0, len(x), batch)]
         finally:
             torch.random.set_rng_state(gen_state)
         return np.concatenate(out) / np.log(2) if out else np.zeros(0)
+
+    def _float_input(self, x: np.ndarray) -> torch.Tensor:
+        """Items uint8 (B, 28, 28) -> the float model's input, uint8 tensor (B, 1, 28, 28)."""
+        return torch.from_numpy(np.array(x, dtype=np.uint8)).unsqueeze(1)
 
     def neg_elbo_bits(self, x: np.ndarray, seed: int = 0, batch: int = 500) -> np.ndarray:
         """Single-sample -ELBO (analytic KL) of the float model, bits per item, shape (B,)."""

@@ -138,6 +138,12 @@ def export(float_checkpoint: Path, out_path: Path, calibration: np.ndarray, name
         "coder_settings": coder_settings(model.config, bin_exponent),
         "card": {**facts, **(card or {})},
     }
+    return write_model_file(out_path, tensors, meta)
+
+
+def write_model_file(out_path: Path, tensors: dict, meta: dict) -> Path:
+    """Write ``tensors`` and the one metadata entry ``meta`` (sorted-key JSON) as a safetensors file, atomically
+    (a temporary file renamed over ``out_path``); returns ``out_path``."""
     out_path = Path(out_path)
     tmp = out_path.with_name(out_path.name + ".tmp")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),

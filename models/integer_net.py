@@ -131,6 +131,21 @@ def activation_exponent(max_value: float) -> int:
     return int(np.floor(np.log2(ACT_CLIP / max(max_value, 1e-8))))
 
 
+def _feasible_exponent(conv: nn.Module, e_in: int, x_max: float) -> int:
+    """The largest output exponent a hidden layer can have: its rescale shift must stay <= -1, so e_w >= e_out -
+    e_in + 1, while the weights' exponent e_w is bounded by the exactness budget and WEIGHT_BITS (one bit of margin
+    for rounding). Only binds for layers whose activations are tiny (e.g. the nets of a latent layer that carries
+    almost nothing), where the calibrated exponent would ask for more weight bits than the budget allows."""
+    is_t = isinstance(conv, nn.ConvTranspose2d)
+    w = conv.weight.detach().double().numpy()
+    b = np.abs(conv.bias.detach().double().numpy())
+    axes = (0, 2, 3) if is_t else (1, 2, 3)
+    worst = np.maximum(x_max * channel_abs_sums(w, is_t, conv.stride[0]) + b * 2.0 ** e_in, 1e-30)
+    wmax = np.maximum(np.abs(w).max(axis=axes), 1e-30)
+    e_w = np.minimum(np.floor(np.log2(((1 << EXACT_BITS) - 1) / worst)), WEIGHT_BITS - 1 - np.ceil(np.log2(wmax)))
+    return int(e_w.min()) - 1 + e_in - 1
+
+
 def convert_sequential(seq: nn.Sequential, calib_input: torch.Tensor, e_in: int, x_max: float, head) -> list[IntLayer]:
     """Convert conv/ReLU pairs of ``seq``; the last conv becomes the head.
 
@@ -146,7 +161,7 @@ def convert_sequential(seq: nn.Sequential, calib_input: torch.Tensor, e_in: int,
             h = conv(h)
         if i + 1 < len(mods) and isinstance(mods[i + 1], nn.ReLU):
             h = torch.relu(h)
-            e_out = activation_exponent(float(h.max()))
+            e_out = min(activation_exponent(float(h.max())), _feasible_exponent(conv, e_in, x_max))
             layers.append(convert_layer(conv, e_in, x_max, e_out, 0, ACT_CLIP))
             e_in, x_max = e_out, ACT_CLIP
             i += 2

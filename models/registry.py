@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bbans.errors import ModelError
 
-from .weights_file import data_shape, read_metadata, value_range
+from .weights_file import PHOTO_FORMAT, data_shape, read_metadata, tile_size, value_range
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = WEIGHTS_DIR / "manifest.json"
@@ -57,6 +57,18 @@ def write_manifest(entries: list[dict], path: Path = MANIFEST) -> None:
     tmp.replace(path)
 
 
+def coding_model_class(path: Path):
+    """The coding-model class of the weights file at ``path``: ``PhotoCodingModel`` for the photo family, else
+    ``VAECodingModel`` (ModelError when the file is unreadable)."""
+    if read_metadata(path).get("format") == PHOTO_FORMAT:
+        from .photo_coding_model import PhotoCodingModel
+
+        return PhotoCodingModel
+    from .coding_model import VAECodingModel
+
+    return VAECodingModel
+
+
 class BuiltinProvider:
     """Implements the provider interface of ``bbans.container.registry`` for the shipped weights."""
 
@@ -72,18 +84,18 @@ class BuiltinProvider:
             path = WEIGHTS_DIR / entry["file"]
             meta = read_metadata(path)
             out.append({"name": entry["name"], "data_shape": data_shape(meta), "value_range": value_range(meta),
-                        "description": entry["description"], "sha256": entry["sha256"], "path": str(path)})
+                        "tile_size": tile_size(meta), "description": entry["description"], "sha256": entry["sha256"],
+                        "path": str(path)})
         return out
 
     @lru_cache(maxsize=None)
     def load(self, name: str):
         """The model ``name`` (listed or retired), its file checked against the pinned sha256; None if unknown."""
-        from .coding_model import VAECodingModel
-
         entry = self._entries.get(name)
         if entry is None:
             return None
-        model = VAECodingModel(WEIGHTS_DIR / entry["file"], expected_sha256=entry["sha256"], name=name)
+        model = coding_model_class(WEIGHTS_DIR / entry["file"])(WEIGHTS_DIR / entry["file"],
+                                                                expected_sha256=entry["sha256"], name=name)
         variants = list(entry.get("coding_variants", []))  # every variant ever shipped stays, so archives decode
         model.known_coding_variants = variants
         if variants:
@@ -91,13 +103,11 @@ class BuiltinProvider:
         return model
 
     def load_path(self, path):
-        from .coding_model import VAECodingModel
-
         p = Path(path)
         if not p.is_file():
             return None
         try:
-            return VAECodingModel(p)
+            return coding_model_class(p)(p)
         except ModelError:
             return None
 

@@ -39,6 +39,14 @@ from .protocol import LatentModel
 AnsCoder = constriction.stream.stack.AnsCoder
 
 
+def items(model: LatentModel, start: int, stop: int) -> LatentModel:
+    """The model that codes items ``start``..``stop``-1 of a chain: ``model.for_items(start, stop)`` for a model
+    whose codecs depend on which items they code (``protocol.ItemDependent``: the tiles of a photo, whose edge
+    tiles leave the pixels outside the image uncoded), else ``model`` itself."""
+    view = getattr(model, "for_items", None)
+    return model if view is None else view(start, stop)
+
+
 def push_batch(model: LatentModel, coder, x: np.ndarray, particles: int = 1) -> int:
     """Push one batch ``x`` (uint8, (n, *data_shape), C-contiguous) onto ``coder`` with bits back, using
     ``particles`` particles per item. Returns the bits the posterior pops took off the stack (the bits got back),
@@ -103,7 +111,7 @@ def _trial(model: LatentModel, data: np.ndarray) -> tuple[float, float]:
     x = data[: min(len(data), TRIAL_ITEMS)]
     scratch = AnsCoder(schedule.seed_words(schedule.seed_length(model) * len(x) + 64))
     before = scratch.num_valid_bits()
-    got_back = push_batch(model, scratch, x)
+    got_back = push_batch(items(model, 0, len(x)), scratch, x)
     return got_back / len(x), (scratch.num_valid_bits() - before) / len(x)
 
 
@@ -112,7 +120,7 @@ def seed_count(model: LatentModel, data: np.ndarray, need_bits: float) -> int:
     ``need_bits`` bits; len(data) if all of them hold fewer. Only the encoder counts: the archive stores the count."""
     scratch = AnsCoder()
     for i in range(len(data)):
-        seed_codec(model, 1).push(scratch, data[i:i + 1])
+        seed_codec(items(model, i, i + 1), 1).push(scratch, data[i:i + 1])
         if scratch.num_valid_bits() >= need_bits:
             return i + 1
     return len(data)
@@ -142,14 +150,14 @@ def encode(model: LatentModel, data: np.ndarray, batch_size: int, progress=None,
 
 def _encode_data_seeded(model, data, seed, net_bits, pop_bits, batch_size, progress, particles) -> Encoded:
     coder, total = AnsCoder(), len(data)
-    seed_codec(model, seed).push(coder, data[:seed])
+    seed_codec(items(model, 0, seed), seed).push(coder, data[:seed])
     if progress is not None:
         progress(seed, total)
     ramp = schedule.Ramp(coder.num_valid_bits(), net_bits, pop_bits, batch_size, particles)
     batches, done = ramp.batches(total - seed), seed
     for batch in batches:
         try:
-            push_batch(model, coder, data[done:done + batch.items], batch.particles)
+            push_batch(items(model, done, done + batch.items), coder, data[done:done + batch.items], batch.particles)
         except ModelError:  # bounds.check_pop_left_bits: the pops reached the stack's bottom
             raise _StackTooLow() from None
         done += batch.items
@@ -172,7 +180,8 @@ def encode_random_seed(model: LatentModel, data: np.ndarray, batch_size: int, pr
     while done < total:
         level = coder.num_valid_bits()
         batch = schedule.next_batch(level - low, pop_bits, total - done, batch_size, particles)
-        got_back = push_batch(model, coder, data[done:done + batch.items], batch.particles)
+        got_back = push_batch(items(model, done, done + batch.items), coder, data[done:done + batch.items],
+                              batch.particles)
         batches.append(batch)
         low = level - got_back if len(batches) == 1 else min(low, level - got_back)  # lowest level a pop reached
         pop_bits = got_back / (batch.items * batch.particles)
@@ -200,7 +209,7 @@ def decode(model: LatentModel, enc: Encoded, n_items: int, progress=None) -> np.
     if end != seed:
         raise ArchiveError("the archive's batch schedule does not end at its seed items; the archive is corrupt")
     if seed:
-        x = seed_codec(model, seed).pop(coder)
+        x = seed_codec(items(model, 0, seed), seed).pop(coder)
         if int(np.min(x)) < 0 or int(np.max(x)) > 255:
             raise ArchiveError("the decoded values do not fit uint8; the archive is corrupt or the model is wrong")
         out[:seed] = x
@@ -231,7 +240,7 @@ def _pop_batches(model, coder, batches, out, n_items, progress) -> int:
         if n > 8 * coder.num_valid_bits() + 64:  # every item's pushes cost well over 1/8 bit (its latent prior)
             raise ArchiveError(f"the archive claims a batch of {n} items where only {coder.num_valid_bits()} coded "
                                "bits remain; the archive is corrupt")
-        out[end - n:end] = pop_batch(model, coder, n, batch.particles)
+        out[end - n:end] = pop_batch(items(model, end - n, end), coder, n, batch.particles)
         end -= n
         if progress is not None:
             progress(n_items - end, n_items)

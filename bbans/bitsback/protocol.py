@@ -66,12 +66,35 @@ class Evaluable(Protocol):
         """The k-sample importance-weighted bound (IWAE-k; k = 1 is the -ELBO) per item: float64 (B,), bits."""
 
 
+@runtime_checkable
+class ItemDependent(Protocol):
+    """Optional: a model whose codecs depend on which items of a chain they code. ``for_items(start, stop)``
+    returns the model (itself a ``LatentModel``) that codes items ``start``..``stop``-1; the chain asks for it
+    before every batch (``chain.items``). The tiles of photos use it (``bbans.container.tiles``)."""
+
+    def for_items(self, start: int, stop: int) -> LatentModel:
+        """The model coding items start..stop-1."""
+
+
+def tile_size(model) -> int:
+    """The tile side T of an image model (one whose ``tile_size`` attribute is a positive int): it codes images
+    (N, H, W, C) of any H, W >= 1 as T x T x C tiles, its ``data_shape`` being (T, T, C); 0 for other models."""
+    t = getattr(model, "tile_size", 0)
+    return int(t) if isinstance(t, (int, np.integer)) and not isinstance(t, bool) and t > 0 else 0
+
+
 def model_fits(model: LatentModel, data: np.ndarray) -> bool:
-    """True when ``data`` (N, *shape) uint8 lies in the model's item shape and value range."""
+    """True when ``data`` (N, *shape) uint8 lies in the model's item shape and value range. An image model
+    (``tile_size``) fits images (N, H, W, C) of any H, W >= 1 with its C."""
     lo, hi = model.value_range
+    shape = tuple(data.shape[1:])
+    if tile_size(model):
+        shape_fits = len(shape) == 3 and shape[2] == tuple(model.data_shape)[2] and min(shape) >= 1
+    else:
+        shape_fits = shape == tuple(model.data_shape)
     return (
         data.dtype == np.uint8
-        and tuple(data.shape[1:]) == tuple(model.data_shape)
+        and shape_fits
         and (data.size == 0 or (int(data.min()) >= lo and int(data.max()) <= hi))
     )
 

@@ -22,9 +22,9 @@ import numpy as np
 
 from ..bitsback import chain, importance
 from ..bitsback.bounds import plausible_item_count
-from ..bitsback.protocol import Evaluable, LatentModel, exported, model_digest, model_fits
+from ..bitsback.protocol import Evaluable, LatentModel, exported, model_digest, model_fits, tile_size
 from ..errors import BBANSError, InputError, ModelError
-from . import archive, classic, registry
+from . import archive, classic, registry, tiles
 
 METHODS = ("auto", "bits-back", *classic.METHODS)
 FALLBACK_PROBE_BYTES = 64 * 1024  # in "auto", classical codecs are tried too when the raw data is at most this big
@@ -150,12 +150,24 @@ def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_
         archive.settings_json(dict(model.coder_settings))
     except (TypeError, ValueError) as exc:
         raise ModelError(f"model {model.name!r} has coder settings that are not plain JSON ({exc})") from None
+    items, coded_model = data, model
+    if tile_size(model):  # an image model: the images' tiles are the chain's items
+        if particles > 1:
+            raise ModelError(f"model {model.name!r} codes images as tiles, which Monte-Carlo bits-back (--particles) "
+                             "does not support; use --particles 1")
+        items = tiles.to_tiles(data, model.tile_size, model.tile_fill)
+        coded_model = tiles.tile_items(model, data.shape)
     if particles > 1:
         try:
             importance.check_model(model)
         except BBANSError as exc:
             raise ModelError(str(exc)) from None
-    if format_version == 1:
+    if tile_size(model):
+        if format_version == 1:
+            raise ModelError(f"model {model.name!r} codes images as tiles, which archive layout 1 cannot hold; use "
+                             f"--format-version {archive.FORMAT_VERSION}")
+        enc = chain.encode(coded_model, items, batch_size, tiles.progress_in_images(progress, len(items), len(data)))
+    elif format_version == 1:
         model = exported(model)
         enc = chain.encode_random_seed(model, data, batch_size, progress, particles=particles)
     else:
@@ -164,7 +176,7 @@ def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_
             old = chain.encode_random_seed(exported(model), data, batch_size, None, particles=particles)
             if old.payload.size < enc.payload.size:  # p(x | z = 0) codes these items worse than a random seed
                 model, enc = exported(model), old
-    if not plausible_item_count(len(data), enc.payload.size):  # the decoder would refuse this archive
+    if not plausible_item_count(len(items), enc.payload.size):  # the decoder would refuse this archive
         raise TooFewBits(f"model {model.name!r} codes these {len(data)} items in under one bit each, which "
                          "bbans decoders refuse as implausible; use a classical method")
     h = archive.ArchiveHeader(
@@ -178,6 +190,21 @@ def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_
 
 
 SEED_EXCESS_SHARE = 0.01  # a data seed costing more than this share of the payload over its items' rate: try layout 1
+
+
+def neg_elbo_bits_total(model: LatentModel, data: np.ndarray, progress=None) -> float:
+    """The model's -ELBO summed over the items ``data``, bits; for an image model, over the images' tiles, each
+    counting only its pixels inside the image."""
+    if not tile_size(model):
+        return summed_bits(model.neg_elbo_bits, data, progress=progress)
+    total = 0.0
+    for i in range(len(data)):
+        one = data[i:i + 1]
+        items = tiles.to_tiles(one, model.tile_size, model.tile_fill)
+        total += float(np.sum(model.neg_elbo_bits(items, extents=tiles.tile_extents(one.shape, model.tile_size))))
+        if progress is not None:
+            progress(i + 1, len(data))
+    return total
 
 
 def seed_excess_bits(enc: chain.Encoded, n: int) -> float:
@@ -219,7 +246,7 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
         if progress is not None and m not in archive.BITS_BACK_METHODS:
             progress(n, n)
         if want_elbo and m in archive.BITS_BACK_METHODS and n and isinstance(used, Evaluable):
-            out.elbo_bits = summed_bits(used.neg_elbo_bits, data, progress=eval_progress)
+            out.elbo_bits = neg_elbo_bits_total(used, data, progress=eval_progress)
             if m == "bits-back-is":
                 k = int(particles)
                 out.iwae_bits = summed_bits(lambda x: used.iwae_bits(x, k), data, max(1, min(EVAL_BATCH, 20_000 // k)),
@@ -322,5 +349,5 @@ def sample_verdict(data: np.ndarray, model: LatentModel) -> SampleVerdict:
     sample = np.ascontiguousarray(data[idx])
     raw = sample.tobytes()
     best = min((len(classic.compress(m, raw)), m) for m in classic.METHODS)
-    model_bpd = summed_bits(model.neg_elbo_bits, sample) / sample.size if isinstance(model, Evaluable) else None
+    model_bpd = neg_elbo_bits_total(model, sample) / sample.size if isinstance(model, Evaluable) else None
     return SampleVerdict(model_bpd, 8 * best[0] / sample.size, best[1], len(sample))

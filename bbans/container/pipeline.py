@@ -28,9 +28,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..bitsback import chain, schedule
-from ..bitsback.protocol import LatentModel, exported, with_digest
+from ..bitsback.protocol import LatentModel, exported, tile_size, with_digest
 from ..errors import ArchiveError, BBANSError, InputError, ModelError
-from . import archive, chunked, classic, collection, registry, workers
+from . import archive, chunked, classic, collection, registry, tiles, workers
 from .choice import CodedChunk, check_options, data_crc32, encode_chunk
 from .sources import ArraySource
 
@@ -264,7 +264,11 @@ def _check_model(model: LatentModel, h: archive.ArchiveHeader):
         raise ModelError(
             f"the archive was made with model {h.model_name!r} (sha256 {h.model_sha256[:12]}…), but the model given "
             f"is {model.name!r} (sha256 {str(model.sha256)[:12]}…); pass the matching model or install it")
-    if tuple(model.data_shape) != tuple(h.shape[1:]):
+    if tile_size(model):
+        if len(h.shape) != 4 or h.shape[3] != tuple(model.data_shape)[2] or min(h.shape[1:]) < 1:
+            raise ArchiveError(f"the archive holds items of shape {tuple(h.shape[1:])} but its model codes images "
+                               f"(H, W, {tuple(model.data_shape)[2]}); the archive is corrupt")
+    elif tuple(model.data_shape) != tuple(h.shape[1:]):
         raise ArchiveError(f"the archive holds items of shape {tuple(h.shape[1:])} but its model codes "
                            f"{tuple(model.data_shape)}; the archive is corrupt")
     if h.version != 1:
@@ -290,6 +294,13 @@ def _decode_payload(h: archive.ArchiveHeader, payload, model, progress) -> np.nd
     model = _check_model(model, h)
     ramp = None if h.ramp is None else schedule.Ramp(*h.ramp, particles=h.particles)
     enc = chain.Encoded(payload, h.seed_words, h.prefix_words, h.schedule, h.particles, h.seed_items, ramp)
+    if tile_size(model):  # an image model's chain codes the images' tiles (bbans.container.tiles)
+        if h.version == 1 or h.particles > 1:
+            raise ArchiveError("an archive of image tiles claims layout 1 or particles; the archive is corrupt")
+        n_tiles = tiles.tile_count(h.shape, model.tile_size)
+        out = chain.decode(tiles.tile_items(model, h.shape), enc, n_tiles,
+                           tiles.progress_in_images(progress, n_tiles, h.n_items))
+        return tiles.from_tiles(out, h.shape, model.tile_size)
     return chain.decode(model, enc, h.n_items, progress)
 
 

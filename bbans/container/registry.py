@@ -63,6 +63,9 @@ def describe(model) -> str:
     get = model.get if isinstance(model, dict) else (lambda k, d=None: getattr(model, k, d))
     shape = " x ".join(str(int(d)) for d in (get("data_shape") or ()))
     lo, hi = get("value_range") or ("?", "?")
+    if get("tile_size"):
+        return (f"{get('name', '?')} (images of any size with {int(get('data_shape')[-1])} channels, as "
+                f"{shape} tiles, values {lo}..{hi})")
     return f"{get('name', '?')} (items of shape {shape}, values {lo}..{hi})"
 
 
@@ -130,7 +133,8 @@ def default_model_for(data):
     fitting = []
     for prov, info in _listing()[0]:
         try:
-            probe = SimpleNamespace(data_shape=tuple(info["data_shape"]), value_range=tuple(info["value_range"]))
+            probe = SimpleNamespace(data_shape=tuple(info["data_shape"]), value_range=tuple(info["value_range"]),
+                                    tile_size=int(info.get("tile_size") or 0))
             if model_fits(probe, data):
                 fitting.append((probe.value_range[1] - probe.value_range[0], len(fitting), prov, info["name"]))
         except (KeyError, TypeError, ValueError):
