@@ -135,6 +135,7 @@ Examples:
   bbans train mnist --out m.safetensors --objective iwae --iwae-k 5   # train on the IWAE-5 bound
   bbans train mnist --out mnist.safetensors --minutes 90 --resume     # continue to 90 min in all
   bbans train mnist --out mnist.safetensors --resume --epochs 0       # export the checkpoint as is
+  bbans train photo --out photo.safetensors --minutes 120 --lr-schedule cosine
   bbans compress digits.npy --model mnist.safetensors
 
 \b
@@ -143,11 +144,14 @@ RECIPE names the architecture and data set of a shipped model:
   binarized-mnist         binarized MNIST: two latent layers, autoregressive Bernoulli
   mnist-small             8-bit MNIST: one latent layer, independent pixels (decodes faster)
   binarized-mnist-small   binarized MNIST: one latent layer, independent pixels
+  photo                   RGB photos of any size (Urban100 + BSD68, 32x32 crops with
+                          flips; -ELBO on Kodak tiles in bits per sub-pixel): two latent
+                          layers, autoregressive RGB 5-logistic mixture, coded as 64x64 tiles
 --latent-channels, --top-latent-channels and --ar-channels change its sizes.
 
 \b
 Training data comes from $BBANS_DATA (default: ../shared/data beside the source
-checkout): mnist/*.idx3-ubyte.gz and binarized_mnist/*.amat. The float checkpoint
+checkout): mnist/*.idx3-ubyte.gz, binarized_mnist/*.amat, photos/. The float checkpoint
 PATH.float.safetensors (weights and optimizer state) is saved after every epoch;
 Ctrl-C keeps the last one, and --resume continues from it (--minutes and --epochs
 then count the whole run). Progress lines show the running -ELBO in bits/dim.

@@ -37,7 +37,7 @@ import click  # noqa: E402
 
 from bbans.container.archive import FORMAT_VERSION  # noqa: E402
 from bbans.errors import ArchiveError, BBANSError, InputError, ModelError  # noqa: E402
-from bbans_models.datasets import RECIPES  # noqa: E402 -- plain data: imports no torch
+from bbans_models.datasets import PHOTO_RECIPES, RECIPES  # noqa: E402 -- plain data: imports no torch
 
 from . import helptext  # noqa: E402
 from .outputs import OutputFile, check_output, output_path  # noqa: E402
@@ -620,7 +620,7 @@ def models(as_json: bool):
 
 
 @cli.command(context_settings=CONTEXT, epilog=helptext.TRAIN)
-@click.argument("recipe", metavar="RECIPE", type=click.Choice(sorted(RECIPES)))
+@click.argument("recipe", metavar="RECIPE", type=click.Choice(sorted([*RECIPES, *PHOTO_RECIPES])))
 @click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path),
               help="Coding-model weights file to write (loadable with --model PATH).")
 @click.option("--minutes", type=click.FloatRange(0, None), default=10.0, show_default=True,
@@ -642,8 +642,9 @@ def models(as_json: bool):
               help="Training device (default: cuda if available; it trains in bf16 mixed precision).")
 @click.option("--resume", is_flag=True, help="Continue from PATH.float.safetensors (and replace PATH).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option("--batch-size", type=click.IntRange(1, None), default=128, show_default=True)
-@click.option("--lr", type=click.FloatRange(0, None, min_open=True), default=1e-3, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, None), help="Items per step [default: 128; photo: 32 crops].")
+@click.option("--lr", type=click.FloatRange(0, None, min_open=True),
+              help="Adam learning rate [default: 1e-3; photo: 2e-3].")
 @click.option("--name", help="Model name recorded in archives (default: the --out file's stem).")
 @click.option("--calibration", type=click.IntRange(1, None), default=2000, show_default=True,
               help="Training items used to calibrate the integer coding model.")

@@ -165,9 +165,19 @@ def batch_runs(h) -> list | None:
     from bbans.bitsback.bounds import plausible_item_count
     from bbans.bitsback.schedule import Ramp, run_lengths
 
-    if not plausible_item_count(h.n_items, h.payload_bytes // 4):
+    n = chain_items(h)[0]
+    if not plausible_item_count(n, h.payload_bytes // 4):
         return None
-    return run_lengths(Ramp(*h.ramp, particles=h.particles).batches(h.n_items - h.seed_items))
+    return run_lengths(Ramp(*h.ramp, particles=h.particles).batches(n - h.seed_items))
+
+
+def chain_items(h) -> tuple[int, str]:
+    """(the items of a bits-back archive's chain, their name): its items, or for an installed image model the
+    images' tiles (bbans/container/tiles.py)."""
+    from bbans.container import registry, tiles
+
+    tile = registry.listed_tile_size(h.model_sha256) if h.model_sha256 and len(h.shape) == 4 else 0
+    return (tiles.tile_count(h.shape, tile), "tile") if tile else (h.n_items, "item")
 
 
 def schedule_summary(schedule, particles: bool) -> str:
@@ -238,8 +248,11 @@ def info_report(path, reader, container, chunk_headers=None) -> Report:
             else:
                 r.add("coder", coder_line(h))
                 start, net, pop, size = h.ramp
-                r.add("seed", f"the first {plural(h.seed_items, 'item')} coded under p(x | z = 0); batch ramp: "
-                              f"{start:,} bits after the seed, +{net:,} per item, {pop:,} per pop, batches of up "
+                n, unit = chain_items(h)
+                if unit == "tile":
+                    r.add("tiles", f"{n:,}: the chain's items (the image model codes images as tiles)")
+                r.add("seed", f"the first {plural(h.seed_items, unit)} coded under p(x | z = 0); batch ramp: "
+                              f"{start:,} bits after the seed, +{net:,} per {unit}, {pop:,} per pop, batches of up "
                               f"to {size:,}")
         r.add("payload", f"{fmt_bytes(h.payload_bytes)}; header and checks "
                          f"{h.archive_bytes - h.payload_bytes:,} bytes")

@@ -59,6 +59,7 @@ PHOTO_FOLDERS = {
 PHOTO_RECIPES = {
     "photo": {"family": "photo-vae", "train": ["urban100", "bsd68"], "test": "kodak", "crop": 32,
               "crops_per_epoch": 2048, "test_tiles": 512, "tile": 32, "kl_warmup": 500, "bin_exponent": 5,
+              "coding_tile": 64, "batch_size": 32, "lr": 2e-3,
               "config": {"channels": 3, "components": 5, "hidden": [32, 64, 96], "depth": 1,
                          "latent_channels": 8, "top_latent_channels": 8, "top_hidden": 64,
                          "ar_channels": 32, "ar_kernel": 5}},

@@ -14,7 +14,7 @@ import numpy as np
 
 from bbans.errors import BBANSError, InputError, ModelError
 
-from .datasets import RECIPES
+from .datasets import PHOTO_RECIPES, RECIPES
 
 
 def float_checkpoint_path(out: Path) -> Path:
@@ -44,11 +44,11 @@ def recipe_config(recipe: str, **sizes):
     return VAEConfig(**fields), f"latents {layers}, pixels {pixels}"
 
 
-def train_recipe(recipe: str, out: Path, *, sizes: dict, minutes: float, epochs: int | None, batch_size: int,
-                 lr: float, lr_schedule: str, objective: str, iwae_k: int, kl_warmup: int | None, seed: int,
+def train_recipe(recipe: str, out: Path, *, sizes: dict, minutes: float, epochs: int | None, batch_size: int | None,
+                 lr: float | None, lr_schedule: str, objective: str, iwae_k: int, kl_warmup: int | None, seed: int,
                  device: str | None, resume: bool, force: bool, name: str | None, calibration: int,
                  log) -> dict | None:
-    """Train ``recipe`` and write the coding model ``out``; returns {"name", "sha256", "test_neg_elbo_bpd"} (None on
+    """Train ``recipe`` (a ``RECIPES`` or ``PHOTO_RECIPES`` name) and write the coding model ``out``; returns {"name", "sha256", "test_neg_elbo_bpd"} (None on
     the other processes of a data-parallel run, where rank 0 exports).
 
     ``log(line)`` receives progress lines. The float checkpoint (``float_checkpoint_path(out)``) is saved after
@@ -59,6 +59,15 @@ def train_recipe(recipe: str, out: Path, *, sizes: dict, minutes: float, epochs:
 
         if not torch.cuda.is_available():
             raise InputError("--device cuda: no CUDA device is available here; use --device cpu")
+    if recipe in PHOTO_RECIPES:
+        if objective != "elbo":
+            raise InputError(f"recipe {recipe!r} trains on the ELBO only; drop --objective {objective}")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise InputError(f"recipe {recipe!r} trains in one process; drop --nproc")
+        return train_photo_recipe(recipe, out, sizes=sizes, minutes=minutes, epochs=epochs, batch_size=batch_size,
+                                  lr=lr, lr_schedule=lr_schedule, kl_warmup=kl_warmup, seed=seed, device=device,
+                                  resume=resume, force=force, name=name, calibration=calibration, log=log)
+    batch_size, lr = batch_size or 128, lr or 1e-3
     from .datasets import load_dataset, recipe_splits
     from .export import export
     from .train import train
@@ -103,6 +112,50 @@ def train_recipe(recipe: str, out: Path, *, sizes: dict, minutes: float, epochs:
                 p.unlink()
     log(f"wrote {out} ({out.stat().st_size:,} bytes) in {time.perf_counter() - t:.2f} s")
     return verify_coding_model(out, test_data)
+
+
+def train_photo_recipe(recipe: str, out: Path, *, sizes: dict, minutes: float, epochs: int | None,
+                       batch_size: int | None, lr: float | None, lr_schedule: str, kl_warmup: int | None, seed: int,
+                       device: str | None, resume: bool, force: bool, name: str | None, calibration: int,
+                       log=print, **ignored) -> dict:
+    """``bbans train photo``: train (or resume) the float checkpoint beside ``out`` (``training_run``'s
+    ``float_checkpoint_path``), then export the coding model ``out`` with the recipe's coding tile side, calibrated on
+    ``calibration`` training crops, and measure the coding model's -ELBO (bpsp) on the recipe's Kodak test tiles.
+    Returns {"name", "sha256", "test_items", "test_neg_elbo_bpd"} as ``training_run.train_recipe``."""
+    from .photo_coding_model import PhotoCodingModel
+    from .photo_export import export_photo
+    from .photo_training import photo_data, train_photo
+
+    spec = PHOTO_RECIPES[recipe]
+    float_path = check_checkpoint(Path(out), resume, force)
+    overrides = {k: v for k, v in sizes.items() if v is not None}
+    facts = train_photo(float_path, minutes=minutes, epochs=epochs, recipe=recipe, overrides=overrides,
+                        batch_size=batch_size or spec["batch_size"], lr=lr or spec["lr"], lr_schedule=lr_schedule,
+                        seed=seed, device=device, resume=resume, kl_warmup=kl_warmup, log=log)
+    if not float_path.exists():
+        raise ModelError("training ran no full epoch, so there is nothing to export; give it more --minutes")
+    crops, tiles_ = photo_data(recipe, crops_per_epoch=calibration)
+    calib = crops.epoch(seed, 0)
+    model_name = name or Path(out).name.split(".")[0]
+    log(f"exporting photo coding model {model_name!r} ({spec['coding_tile']}x{spec['coding_tile']} tiles; "
+        f"calibrating on {len(calib):,} training crops) ...")
+    tmp = Path(out).with_name(f".{Path(out).name}.{os.getpid()}.part")
+    try:
+        card = {"dataset": "+".join(spec["train"]), "recipe": recipe, "seed": seed, "calibration_items": len(calib),
+                "test": facts.get("test")}
+        written = export_photo(float_path, tmp, calib, model_name, tile=spec["coding_tile"], card=card,
+                               bin_exponent=spec["bin_exponent"])
+        if Path(out).exists() and not (force or resume):
+            raise BBANSError(f"{out} already exists; use -f/--force to overwrite it")
+        os.replace(written, out)
+    finally:
+        for p in (tmp, tmp.with_name(tmp.name + ".tmp")):
+            if p.exists():
+                p.unlink()
+    model = PhotoCodingModel(Path(out))
+    x = np.ascontiguousarray(tiles_.transpose(0, 2, 3, 1))
+    elbo = float(np.sum(model.neg_elbo_bits(x))) / x.size
+    return {"name": model.name, "sha256": model.sha256, "test_items": len(x), "test_neg_elbo_bpd": elbo}
 
 
 def verify_coding_model(out: Path, test_data: np.ndarray, n: int = 2000) -> dict:

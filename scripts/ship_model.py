@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bbans_models.coding_model import VAECodingModel
-from bbans_models.datasets import RECIPES, load_dataset, recipe_splits
+from bbans_models.datasets import PHOTO_RECIPES, RECIPES, load_dataset, recipe_splits
 from bbans_models.export import export
 from bbans_models.registry import read_manifest, write_manifest
 
@@ -77,9 +77,99 @@ def retired_card(card: str, name: str, retired_name: str, stamp: str) -> str:
     return f"# Model card: `{retired_name}` (retired)\n\n" + textwrap.fill(note, 115) + "\n" + body
 
 
+def install(name: str, description: str | None, entries: list[dict], staged: Path, sha256: str) -> Path:
+    """Put the staged weights in place as NAME.safetensors, listed in the manifest with ``sha256``; weights NAME
+    had before are retired (renamed, card kept, still found by sha256). Returns the card's path to write."""
+    stamp = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    out = WEIGHTS / f"{name}.safetensors"
+    previous = WEIGHTS / next((e["file"] for e in entries if e["name"] == name), out.name)
+    entries, retired = replace_in_manifest(entries, name, sha256, description, stamp)
+    card_path = WEIGHTS / f"{name}.md"
+    if retired is not None:
+        if previous.exists():
+            previous.rename(WEIGHTS / retired["file"])
+        if card_path.exists():
+            (WEIGHTS / f"{retired['name']}.md").write_text(
+                retired_card(card_path.read_text(), name, retired["name"], stamp))
+        print(f"retired the previous {name} weights as {retired['name']} (sha256 {retired['sha256'][:12]}…)")
+    staged.replace(out)
+    write_manifest(entries, MANIFEST)
+    return card_path
+
+
+def ship_photo(a, entries: list[dict]) -> None:
+    """The photo family: export with the recipe's coding tile, calibrated on 2,000 training crops; the card's
+    figures are the float -ELBO on the 24 Kodak images (whole images, and as the coding tiles), bits per
+    sub-pixel. Archive rates: benchmarks/photos.py."""
+    from bbans.container import tiles
+    from bbans_models.photo_coding_model import PhotoCodingModel
+    from bbans_models.photo_data import load_png_folders
+    from bbans_models.photo_export import export_photo
+    from bbans_models.photo_training import evaluate_images, photo_data
+    from bbans_models.datasets import photo_folder
+
+    spec = PHOTO_RECIPES[a.name]
+    bin_exponent = spec["bin_exponent"] if a.bin_exponent is None else a.bin_exponent
+    crops, _ = photo_data(a.name, crops_per_epoch=2000)
+    calib = crops.epoch(0, 0)
+    staged = WEIGHTS / f"{a.name}.safetensors.staged"
+    t = spec["coding_tile"]
+    try:
+        export_photo(a.checkpoint, staged, calib, a.name, tile=t, bin_exponent=bin_exponent,
+                     card={"dataset": "+".join(spec["train"]), "hardware": a.hardware})
+        model = PhotoCodingModel(staged)
+        start = time.time()
+        kodak = [im.transpose(1, 2, 0)[None] for im in load_png_folders([photo_folder(spec["test"])], 3)]
+        sub = sum(im.size for im in kodak)
+        tiled = sum(float(model.neg_elbo_bits(tiles.to_tiles(im, t, model.tile_fill),
+                                              extents=tiles.tile_extents(im.shape, t)).sum()) for im in kodak) / sub
+        whole = evaluate_images(model.float_model, [im[0].transpose(2, 0, 1) for im in kodak])
+        eval_min = (time.time() - start) / 60
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    card_path = install(a.name, a.description, entries, staged, model.sha256)
+    card, cfg = model.card, model.config
+    arch = (f"fully convolutional: encoder {cfg.hidden} (3x3 s1, 4x4 s2, 4x4 s2, {cfg.depth} more 3x3) -> "
+            f"{cfg.latent_channels} x H/4 x W/4 Gaussian latents z1; top layer z2 of {cfg.top_latent_channels} x "
+            f"H/8 x W/8 (q(z2|z1), p(z1|z2): 3-conv nets of {cfg.top_hidden} channels; p(z2) = N(0, I)); mirrored "
+            f"decoder -> {cfg.ar_channels} context channels per colour channel; a local autoregressive head per "
+            f"channel (masked {cfg.ar_kernel}x{cfg.ar_kernel} conv over the pixels before it, all channels, and the "
+            f"pixel's earlier channels; ReLU; 1x1) -> per sub-pixel a mixture of {cfg.components} discretized "
+            f"logistics, later channels' means linear in earlier channels' values (PixelCNN++)")
+    lines = [
+        f"# Model card: `{a.name}`",
+        "",
+        f"- **File**: `{a.name}.safetensors`, sha256 `{model.sha256}` (pinned in `models/weights/manifest.json`)",
+        f"- **Codes**: RGB images of any size, as {t}x{t} tiles (pixels outside an image uncoded); grey and RGBA "
+        "images go to the classical methods",
+        f"- **Architecture**: {arch}; {sum(v.numel() for v in model.float_model.parameters()):,} parameters",
+        f"- **Data**: {' + '.join(spec['train'])} ({len(crops.images)} photos, random {spec['crop']}x{spec['crop']} "
+        f"crops with flips, {spec['crops_per_epoch']} per epoch) from ../shared/data/photos; evaluated on the 24 "
+        "Kodak images (never trained on)",
+        f"- **Training**: ELBO (one sample), Adam lr {card.get('lr')} ({card.get('lr_schedule', 'constant')}), "
+        f"batch {card.get('batch_size')}, {card.get('epochs')} epochs, {card.get('minutes')} minutes, seed "
+        f"{card.get('seed')}, KL warm-up {card.get('kl_warmup_steps', 'n/a')} steps, "
+        f"{card.get('torch_threads', 'n/a')} torch threads" + (f"; {a.note}" if a.note else ""),
+        f"- **Hardware**: {a.hardware}",
+        f"- **Coding**: integer-exact networks, coder settings `{json.dumps(model.coder_settings, sort_keys=True)}`",
+        "",
+        "| figure (bits per sub-pixel, the 24 Kodak images) | value |",
+        "|---|---|",
+        f"| -ELBO, whole images (no tile borders) | {whole['neg_elbo']:.4f} |",
+        f"| -ELBO, as the {t}x{t} tiles the coder codes | {tiled:.4f} |",
+        f"| of which latents (whole images) | {whole['latent']:.4f} |",
+        "",
+        f"Measured by `python scripts/ship_model.py {a.name} CHECKPOINT --hardware ...` ({eval_min:.1f} min of "
+        "evaluation). Archive rates and times: BENCHMARKS.md, \"Photos: Kodak\" (`python benchmarks/photos.py`).",
+    ]
+    card_path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("name", choices=sorted(RECIPES))
+    p.add_argument("name", choices=sorted([*RECIPES, *PHOTO_RECIPES]))
     p.add_argument("checkpoint", type=Path)
     p.add_argument("--hardware", required=True)
     p.add_argument("--nll-samples", type=int, default=250)
@@ -93,6 +183,9 @@ def main() -> None:
     a = p.parse_args()
     entries = read_manifest(MANIFEST)
     replace_in_manifest(entries, a.name, "", a.description, "")  # fail now, not after the export and evaluation
+    if a.name in PHOTO_RECIPES:
+        ship_photo(a, entries)
+        return
     bin_exponent = RECIPES[a.name]["bin_exponent"] if a.bin_exponent is None else a.bin_exponent
     train_set, test_set = recipe_splits(a.name)
     train, test = load_dataset(train_set), load_dataset(test_set)
@@ -114,19 +207,7 @@ def main() -> None:
         staged.unlink(missing_ok=True)
         raise
 
-    stamp = f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
-    previous = WEIGHTS / next((e["file"] for e in entries if e["name"] == a.name), out.name)
-    entries, retired = replace_in_manifest(entries, a.name, model.sha256, a.description, stamp)
-    card_path = WEIGHTS / f"{a.name}.md"
-    if retired is not None:
-        if previous.exists():
-            previous.rename(WEIGHTS / retired["file"])
-        if card_path.exists():
-            (WEIGHTS / f"{retired['name']}.md").write_text(
-                retired_card(card_path.read_text(), a.name, retired["name"], stamp))
-        print(f"retired the previous {a.name} weights as {retired['name']} (sha256 {retired['sha256'][:12]}…)")
-    staged.replace(out)
-    write_manifest(entries, MANIFEST)
+    card_path = install(a.name, a.description, entries, staged, model.sha256)
 
     card, cfg = model.card, model.config
     pixels = (f"mixture of {cfg.components} discretized logistics per pixel" if cfg.likelihood == "logistic_mixture"

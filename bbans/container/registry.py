@@ -126,6 +126,15 @@ def find_model(name: str, sha256: str):
     )
 
 
+def listed_tile_size(sha256: str) -> int:
+    """The tile side of the listed image model whose weights' sha256 starts with ``sha256`` (an archive's model),
+    read from the listing without loading it; 0 for other models or when none is installed."""
+    for _, info in _listing()[0]:
+        if str(info.get("sha256", "")).startswith(str(sha256)) and sha256:
+            return int(info.get("tile_size") or 0)
+    return 0
+
+
 def default_model_for(data):
     """The model for ``data`` (N, *shape) uint8: among listed models whose data shape and value range fit, the one
     with the narrowest value range (binary data goes to a binary model, not an 8-bit one), first listed on ties;

@@ -1,3 +1,4 @@
+# BIT-EXACT: a change here alters archive bytes; tests/test_golden.py must pass, else version it (docs/design.md).
 """Images of any size as the tiles an image model codes (docs/design.md, "Photos as tiles").
 
 An image model (``protocol.tile_size`` T > 0; its ``data_shape`` is (T, T, C)) codes images (N, H, W, C) of any
