@@ -43,7 +43,7 @@ from . import helptext  # noqa: E402
 from .outputs import OutputFile, check_output, output_path  # noqa: E402
 from .ui import Progress, fmt_bytes, short_sha  # noqa: E402
 
-METHODS = ("auto", "bits-back", "deflate", "lzma", "bz2", "stored")
+from bbans.container.choice import METHODS  # noqa: E402 -- auto, bits-back, the byte and image codecs
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -249,8 +249,9 @@ def _verbosity(quiet: bool, verbose: bool):
               help="Items per network call; larger is faster, the archive rate barely changes.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite the output if it exists (never the input itself).")
 @click.option("--method", type=click.Choice(METHODS), default="auto", show_default=True,
-              help="auto: bits-back with the model, or a classical codec when that is smaller (small inputs); "
-                   "bits-back: always; deflate/lzma/bz2/stored: a classical codec, no model needed.")
+              help="auto: bits-back with the model, or a classical codec when that is smaller (small inputs, "
+                   "and photos against JPEG-XL / WebP); bits-back: always; deflate/lzma/bz2/stored: a byte codec, "
+                   "jpegxl/webp: a lossless image codec (images only), no model needed.")
 @click.option("-p", "--particles", type=click.IntRange(1, 4096), default=1, show_default=True,
               help="Monte-Carlo bits-back with K importance-sampled particles per item: the rate drops from the "
                    "-ELBO toward the IWAE-K bound, at about K times the model work. 1: standard bits-back.")

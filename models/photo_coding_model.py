@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bbans.codecs import tables
+from bbans.codecs import kernels, tables
 from bbans.codecs.autoregressive import RasterAutoregressive
 from bbans.codecs.logistic import DiscretizedLogisticMixture
 from bbans.container.tiles import coded_mask
@@ -33,6 +33,25 @@ from .photo_vae import PhotoVAE, PhotoVAEConfig
 from .weights_file import INPUT_OFFSET, tile_size
 
 COEF_BITS = 12  # coefficients a in 1/4096
+
+
+@kernels.compiled
+def _channel_params_kernel(raw, earlier, c, k, sigmoid, half, bits, ls_lo, ls_hi, coef_bits, out):
+    """``PhotoCodingModel._channel_params`` over rows, compiled (``bbans.codecs.kernels``): raw int64 (N, 3K + cK),
+    earlier int64 (N, >= c), out int64 (N, 3K); the same integers as the numpy code (``coding_model._bounded``)."""
+    rnd = 1 << (bits - 1)
+    one = 1 << coef_bits
+    for n in range(raw.shape[0]):
+        for j in range(k):
+            out[n, j] = raw[n, j]
+            mean = raw[n, k + j]
+            for e in range(c):
+                sig = sigmoid[min(max(raw[n, (3 + e) * k + j], -half), half) + half]
+                coef = -one + ((2 * one * sig + rnd) >> bits)
+                mean += (coef * (16 * earlier[n, e] - 2040) + (one >> 1)) >> coef_bits
+            out[n, k + j] = mean
+            sig = sigmoid[min(max(raw[n, 2 * k + j], -half), half) + half]
+            out[n, 2 * k + j] = ls_lo + (((ls_hi - ls_lo) * sig + rnd) >> bits)
 
 
 class PhotoCodingModel(VAECodingModel):
@@ -73,6 +92,14 @@ class PhotoCodingModel(VAECodingModel):
         """Channel c's head outputs (..., 3K + cK) and the pixel's earlier channels' values (..., c) -> the
         mixture's integer parameters (..., 3K): logits | means (with the linear terms) | log-scales."""
         k = self.components
+        if kernels.AVAILABLE:
+            lead = raw.shape[:-1]
+            flat = np.ascontiguousarray(raw, np.int64).reshape(-1, raw.shape[-1])
+            prev = np.ascontiguousarray(earlier, np.int64).reshape(len(flat), -1)
+            out = np.empty((len(flat), 3 * k), np.int64)
+            _channel_params_kernel(flat, prev, c, k, tables.sigmoid_table(), tables.SIGMOID_HALF,
+                                   tables.SIGMOID_BITS, tables.LOG_SCALE_MIN, tables.LOG_SCALE_MAX, COEF_BITS, out)
+            return out.reshape(*lead, 3 * k)
         means = raw[..., k:2 * k]
         for j in range(c):
             coef = _bounded(raw[..., (3 + j) * k:(4 + j) * k], -(1 << COEF_BITS), 1 << COEF_BITS)

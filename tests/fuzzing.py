@@ -60,6 +60,10 @@ def toy_corpus() -> list[Sample]:
     raw = np.frombuffer(b"the quick brown fox jumps over the lazy dog " * 6, np.uint8).copy()
     blob, _ = bbans.compress_with_report(raw, None, chunk_items=100)
     out.append(Sample("chunked raw bytes", blob, raw, None))
+    rgb = np.stack([np.add.outer(np.arange(36), 3 * np.arange(40)) % 256] * 3, axis=-1).astype(np.uint8)
+    rgb = rgb[None] ^ np.random.default_rng(0).integers(0, 8, (2, 36, 40, 3), np.uint8)
+    for m in ("jpegxl", "webp"):  # the lossless image codecs (bbans/container/image_codecs.py)
+        out.append(Sample(m, bbans.compress(rgb, method=m), rgb, None))
     return out
 
 

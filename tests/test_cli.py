@@ -560,7 +560,8 @@ def test_train_orchestrates_training_and_export(tmp_path, monkeypatch):
         "bbans_models.export": types.SimpleNamespace(export=fake_export),
         "bbans_models.vae": types.SimpleNamespace(VAEConfig=Config),
         "bbans_models.datasets": types.SimpleNamespace(
-            SPLITS=real_datasets.SPLITS, RECIPES=real_datasets.RECIPES, recipe_splits=real_datasets.recipe_splits,
+            SPLITS=real_datasets.SPLITS, RECIPES=real_datasets.RECIPES, PHOTO_RECIPES=real_datasets.PHOTO_RECIPES,
+            recipe_splits=real_datasets.recipe_splits,
             load_dataset=lambda name: np.zeros((300 if "train" in name else 50, 4, 4), np.uint8)),
     }
     for k, v in fakes.items():

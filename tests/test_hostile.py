@@ -235,7 +235,8 @@ def test_a_model_error_in_a_chunk_is_clean(tmp_path, toy_installed):
 
 
 def test_cli_a_photo_no_model_fits_never_grows(tmp_path, toy_installed):
-    """A PNG whose pixels code larger than the PNG itself is archived as the file's bytes (restored exactly)."""
+    """A PNG whose pixels code larger than the PNG itself is archived as the file's bytes (restored exactly); the
+    archive never exceeds the PNG plus a header."""
     from PIL import Image
 
     x = np.linspace(0, 255, 64)
@@ -244,7 +245,8 @@ def test_cli_a_photo_no_model_fits_never_grows(tmp_path, toy_installed):
     Image.fromarray(np.stack([grad, grad[::-1], grad.T], -1)).save(src)
     original = src.read_bytes()
     r = run("compress", src)
-    assert r.exit_code == 0 and "own" in r.output, r.output
+    # since the image codecs: JPEG-XL codes this gradient below the PNG (232 against 336 bytes); else the file bytes
+    assert r.exit_code == 0 and ("own" in r.output or "jpegxl" in r.output), r.output
     assert (tmp_path / "photo.png.bba").stat().st_size <= len(original) + 64
     src.unlink()
     assert run("decompress", tmp_path / "photo.png.bba").exit_code == 0

@@ -135,6 +135,23 @@ def test_every_position_gets_the_same_parameters_decoding_as_encoding(photo):
         assert np.array_equal(codec._at(later, t), every[:, t]), t
 
 
+def test_the_compiled_channel_parameters_equal_the_numpy_ones(photo, monkeypatch):
+    from bbans.codecs import kernels
+
+    if not kernels.AVAILABLE:
+        pytest.skip("numba is not installed: only the numpy code runs")
+    rng = np.random.default_rng(0)
+    k = photo.components
+    for c in range(3):
+        raw = rng.integers(-20000, 20000, (7, 11, 3 * k + c * k))
+        raw[..., k:2 * k] = rng.integers(-70000, 70000, (7, 11, k))
+        earlier = rng.integers(0, 256, (7, 11, c))
+        compiled = photo._channel_params(raw, c, earlier)
+        monkeypatch.setattr(kernels, "AVAILABLE", False)
+        assert np.array_equal(photo._channel_params(raw, c, earlier), compiled)
+        monkeypatch.setattr(kernels, "AVAILABLE", True)
+
+
 @pytest.mark.parametrize("shape", [(1, 1, 1, 3), (1, 7, 100, 3), (2, 37, 45, 3), (1, 48, 32, 3)])
 def test_images_of_any_size_round_trip_through_the_library(photo, shape):
     x = image(*shape[1:3], n=shape[0], seed=shape[1])
@@ -224,3 +241,40 @@ def test_mutated_photo_archives_end_in_our_errors(photo):
         assert outcome in ("clean", "same"), (seed, outcome, detail)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     assert outcomes.get("clean", 0) > 30
+
+
+# ------------------------------------------------------------------------------------------------ image codecs
+
+
+@pytest.mark.parametrize("shape", [(1, 40, 40), (2, 33, 45, 3), (1, 64, 100, 4), (1, 1000, 7, 3), (1, 300, 37, 1)])
+def test_the_image_codecs_round_trip_and_check_what_they_decode(shape):
+    from bbans.container import image_codecs
+
+    x = np.random.default_rng(0).integers(0, 256, shape, np.uint8)
+    for m in image_codecs.METHODS:
+        if not image_codecs.applicable(m, x):
+            assert m == "webp" and (len(shape) == 3 or shape[3] == 1)
+            with pytest.raises(BBANSError, match="codes RGB or RGBA"):
+                bbans.compress(x, method=m)
+            continue
+        blob = bbans.compress(x, method=m)
+        assert np.array_equal(bbans.decompress(blob), x)
+        payload = image_codecs.compress(m, x)
+        other = (shape[0], shape[1] + 8, *shape[2:])
+        with pytest.raises(ArchiveError):  # a stream of another size than the header's
+            image_codecs.decompress(m, payload, other)
+        with pytest.raises(ArchiveError):
+            image_codecs.decompress(m, payload[:-3], shape)
+        with pytest.raises(ArchiveError):
+            image_codecs.decompress(m, payload + b"x", shape)
+
+
+def test_the_best_classical_method_for_a_photo_is_an_image_codec():
+    from bbans.container import choice
+
+    x = image(64, 96, seed=4)
+    blob, method, _ = choice.best_classic_archive(x, b"")
+    assert method in ("jpegxl", "webp")
+    assert np.array_equal(bbans.decompress(blob), x)
+    digits = np.zeros((3, 28, 28), np.uint8)  # items too small for per-image codec headers
+    assert choice.classical_for(digits) == ["deflate", "lzma", "bz2", "stored"]

@@ -6,7 +6,9 @@ Layout (``varint`` = unsigned LEB128, at most 10 bytes)::
     magic            4 bytes   b"BBAN"
     version          1 byte    FORMAT_VERSION
     method           1 byte    0 stored, 1 bits-back, 2 deflate (raw), 3 lzma (raw LZMA2), 4 bz2,
-                               5 bits-back-is (Monte-Carlo bits-back with importance-sampled particles)
+                               5 bits-back-is (Monte-Carlo bits-back with importance-sampled particles),
+                               8 jpegxl, 9 webp (lossless image codecs, container/image_codecs.py);
+                               6 and 7 name the multi-chunk and collection layouts (chunked.py, collection.py)
     dtype            1 byte    1 = uint8
     ndim             1 byte    1..32, then ndim varints: the whole array's shape (N, *item shape)
     data crc32       4 bytes   zlib.crc32 of the original data bytes in C order, uint32 LE
@@ -56,7 +58,7 @@ from ..bitsback.schedule import MAX_SEED_WORDS
 MAGIC = b"BBAN"
 FORMAT_VERSION = 2  # the newest layout this bbans reads and writes
 SHA_PREFIX_BYTES = 8  # version 2 stores this much of the model's sha256
-METHODS = {"stored": 0, "bits-back": 1, "deflate": 2, "lzma": 3, "bz2": 4, "bits-back-is": 5}
+METHODS = {"stored": 0, "bits-back": 1, "deflate": 2, "lzma": 3, "bz2": 4, "bits-back-is": 5, "jpegxl": 8, "webp": 9}
 BITS_BACK_METHODS = ("bits-back", "bits-back-is")  # methods whose payload is an ANS stack coded with a model
 MAX_PARTICLES = 4096
 _METHOD_NAMES = {v: k for k, v in METHODS.items()}

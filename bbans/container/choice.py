@@ -8,7 +8,8 @@ or a classical codec writes the smaller archive. Every chunk of every archive is
   model is unusable, or (for inputs of at most ``FALLBACK_PROBE_BYTES``, or when bits-back came out larger than the
   raw data) when the classical archive is smaller. So an archive is never larger than the raw data plus a header.
 - ``"bits-back"``: always bits-back; an error when no model fits.
-- a classical method (``classic.METHODS``): that codec, no model.
+- a classical method (``classic.METHODS``, or an image codec of ``image_codecs.METHODS`` for images): that codec,
+  no model. "auto" tries the image codecs too where they apply (``image_codecs.applicable``).
 
 Sizes in bytes, rates in bits; ``elbo_bits`` / ``iwae_bits`` are the model's bounds summed over the chunk's items.
 """
@@ -24,9 +25,10 @@ from ..bitsback import chain, importance
 from ..bitsback.bounds import plausible_item_count
 from ..bitsback.protocol import Evaluable, LatentModel, exported, model_digest, model_fits, tile_size
 from ..errors import BBANSError, InputError, ModelError
-from . import archive, classic, registry, tiles
+from . import archive, classic, image_codecs, registry, tiles
 
-METHODS = ("auto", "bits-back", *classic.METHODS)
+CLASSICAL = (*classic.METHODS, *image_codecs.METHODS)
+METHODS = ("auto", "bits-back", *CLASSICAL)
 FALLBACK_PROBE_BYTES = 64 * 1024  # in "auto", classical codecs are tried too when the raw data is at most this big
 SAMPLE_ITEMS = 256  # larger chunks: items on which the model's -ELBO and the classical codecs are compared first
 CLASSICAL_MARGIN = 0.02  # classical must beat the sampled -ELBO by this much to skip bits-back
@@ -75,7 +77,7 @@ def check_options(method: str, batch_size, particles) -> None:
     if isinstance(particles, bool) or not isinstance(particles, (int, np.integer)) or not (
             1 <= particles <= archive.MAX_PARTICLES):
         raise InputError(f"particles must be an integer in 1..{archive.MAX_PARTICLES}, got {particles!r}")
-    if particles > 1 and method in classic.METHODS:
+    if particles > 1 and method in CLASSICAL:
         raise InputError(f"particles apply to bits-back coding, not to the classical method {method!r}")
 
 
@@ -97,7 +99,7 @@ def resolve_model(data: np.ndarray, model: LatentModel | None, method: str) -> t
     """(the model to code ``data`` with, or None; why there is none). A given model must fit (ModelError
     otherwise); without one, the installed model that fits. With ``method`` "bits-back" a missing model is a
     ModelError naming the installed models; with "auto" the reason is returned for the report."""
-    if method in classic.METHODS:
+    if method in CLASSICAL:
         return None, None
     if model is not None:
         if not model_fits(model, data):
@@ -118,17 +120,31 @@ def resolve_model(data: np.ndarray, model: LatentModel | None, method: str) -> t
     return found, None
 
 
+def classical_payload(method: str, data: np.ndarray) -> bytes:
+    """The payload classical ``method`` (one of CLASSICAL) makes of ``data``."""
+    if method in image_codecs.METHODS:
+        return image_codecs.compress(method, data)
+    return classic.compress(method, data.tobytes())
+
+
 def classic_archive(data: np.ndarray, method: str, extra: bytes) -> tuple[bytes, int]:
     """(the archive of ``data`` coded with classical ``method``, its payload size in bits)."""
-    payload = classic.compress(method, data.tobytes())
+    payload = classical_payload(method, data)
     h = archive.ArchiveHeader(method=method, shape=data.shape, data_crc32=data_crc32(data), extra=extra)
     return archive.pack(h, payload), 8 * len(payload)
 
 
+def classical_for(data: np.ndarray) -> list[str]:
+    """The classical methods "auto" tries on ``data``: the byte codecs, and the image codecs that apply to it."""
+    return [*classic.METHODS, *(m for m in image_codecs.METHODS
+                                if image_codecs.available() and image_codecs.applicable(m, data))]
+
+
 def best_classic_archive(data: np.ndarray, extra: bytes) -> tuple[bytes, str, int]:
-    """The smallest classical archive of ``data``: (blob, method, payload bits); the first of METHODS on ties."""
+    """The smallest classical archive of ``data``: (blob, method, payload bits); the first of CLASSICAL on ties.
+    The image codecs are tried where they apply."""
     best = None
-    for m in classic.METHODS:
+    for m in classical_for(data):
         blob, bits = classic_archive(data, m, extra)
         if best is None or len(blob) < len(best[0]):
             best = (blob, m, bits)
@@ -253,7 +269,7 @@ def encode_chunk(data: np.ndarray, model: LatentModel | None = None, *, method: 
                                             eval_progress)
         return out
 
-    if method in classic.METHODS:
+    if method in CLASSICAL:
         blob, bits = classic_archive(data, method, extra)
         return coded(blob, method, f"{method} was requested", bits)
     if used is None:
@@ -347,7 +363,6 @@ def sample_verdict(data: np.ndarray, model: LatentModel) -> SampleVerdict:
     items spread evenly over ``data`` (uint8 (N, *item_shape)), in bits per value."""
     idx = np.unique(np.linspace(0, len(data) - 1, min(SAMPLE_ITEMS, len(data))).astype(np.int64))
     sample = np.ascontiguousarray(data[idx])
-    raw = sample.tobytes()
-    best = min((len(classic.compress(m, raw)), m) for m in classic.METHODS)
+    best = min((len(classical_payload(m, sample)), m) for m in classical_for(sample))
     model_bpd = neg_elbo_bits_total(model, sample) / sample.size if isinstance(model, Evaluable) else None
     return SampleVerdict(model_bpd, 8 * best[0] / sample.size, best[1], len(sample))

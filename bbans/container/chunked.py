@@ -30,7 +30,7 @@ from . import archive
 from .binary import Reader, blob, varint
 from ..errors import ArchiveError
 
-METHOD_ID = archive.CHUNKED_METHOD_ID  # the method byte of a chunked archive (0..5: single-archive methods)
+METHOD_ID = archive.CHUNKED_METHOD_ID  # the method byte of a chunked archive (0..5, 8, 9: single-archive methods)
 FOOTER_MAGIC = b"BBAZ"
 FOOTER_BYTES = 12
 MAX_EXTRA_BYTES = 1 << 20  # container info is at most an npy header (numpy's are < 64 KiB)

@@ -26,7 +26,7 @@ from . import archive
 from .binary import Reader, blob, varint
 from .chunked import read_at
 
-METHOD_ID = 7  # the method byte of a collection (0..5 single archives, 6 multi-chunk)
+METHOD_ID = 7  # the method byte of a collection (0..5, 8, 9 single archives, 6 multi-chunk)
 FOOTER_MAGIC = b"BBAC"
 FOOTER_BYTES = 12
 MAX_NAME_BYTES = 4096

@@ -30,7 +30,7 @@ import numpy as np
 from ..bitsback import chain, schedule
 from ..bitsback.protocol import LatentModel, exported, tile_size, with_digest
 from ..errors import ArchiveError, BBANSError, InputError, ModelError
-from . import archive, chunked, classic, collection, registry, tiles, workers
+from . import archive, chunked, classic, collection, image_codecs, registry, tiles, workers
 from .choice import CodedChunk, check_options, data_crc32, encode_chunk
 from .sources import ArraySource
 
@@ -284,6 +284,11 @@ def _decode_payload(h: archive.ArchiveHeader, payload, model, progress) -> np.nd
     if h.n_elements > chunked.MAX_CHUNK_ELEMENTS:  # bbans writes bigger data as multi-chunk archives
         raise ArchiveError(f"the archive claims {h.n_elements:,} values in one piece, more than bbans codes without "
                            f"chunks ({chunked.MAX_CHUNK_ELEMENTS:,}); the archive is corrupt")
+    if h.method in image_codecs.METHODS:
+        out = image_codecs.decompress(h.method, payload, h.shape)
+        if progress is not None:
+            progress(h.n_items, h.n_items)
+        return out
     if h.method not in archive.BITS_BACK_METHODS:
         raw = classic.decompress(h.method, payload, h.n_elements)
         if progress is not None:
