@@ -612,7 +612,13 @@ def models(as_json: bool):
     elif not entries:
         click.echo("no models are installed; train one with 'bbans train mnist --out model.safetensors'")
     else:
-        click.echo(table([[e["name"], fmt_shape(e.get("data_shape", ())), "{}..{}".format(*e["value_range"]),
+        def items(e) -> str:
+            shape = tuple(e.get("data_shape", ()))
+            if e.get("tile_size"):
+                return f"H x W x {shape[-1]} (as {shape[0]} x {shape[1]} tiles)"
+            return fmt_shape(shape)
+
+        click.echo(table([[e["name"], items(e), "{}..{}".format(*e["value_range"]),
                            short_sha(e.get("sha256")), e.get("description", "")] for e in entries],
                          ["name", "items", "values", "sha256", "description"]))
 

@@ -75,10 +75,13 @@ def _head_dict(channel: int, components: int) -> dict:
     )
 
 
-def convert_channel_ar_head(model, ctx_float: torch.Tensor, x_seen: torch.Tensor, x_max: int = 255):
+def convert_channel_ar_head(model, ctx_float: torch.Tensor, x_seen: torch.Tensor, x_max: int = 255,
+                            max_split: int = 0, clip_bits: int = 0):
     """Quantize ``model``'s (a ``PhotoVAE``) AR head, calibrated on decoder outputs ``ctx_float`` (N, C*A, H, W)
-    and sub-pixels as the head sees them, ``x_seen`` (N, C, H, W). Returns (the decoder's context head dict for
-    ``integer_net.convert_sequential``, [one ``SubpixelHead`` per channel])."""
+    and sub-pixels as the head sees them, ``x_seen`` (N, C, H, W); ``clip_bits``/``max_split`` as
+    ``integer_net.convert_sequential``'s (the output layer runs in float64, so its split halves are never used).
+    Returns (the decoder's context head dict for ``integer_net.convert_sequential``, [one ``SubpixelHead`` per
+    channel])."""
     cfg = model.config
     c_n, a, k = cfg.channels, cfg.ar_channels, cfg.components
     x_mul, x_sub, step = cfg.ar_input_ints
@@ -86,7 +89,7 @@ def convert_channel_ar_head(model, ctx_float: torch.Tensor, x_seen: torch.Tensor
     e_acc = e_ctx + ACC_EXTRA_BITS
     with torch.no_grad():
         hidden = torch.relu(ctx_float + model.ar_masked(x_seen))
-    e_h = min(activation_exponent(float(hidden.max())), e_acc - 1)
+    e_h = min(activation_exponent(float(hidden.max()), clip_bits), e_acc - 1)
     masked = model.ar_masked
     w_all = (masked.weight * masked.mask).detach().double().numpy()         # (C*A, C, k, k)
     mask = masked.mask.numpy()
@@ -113,7 +116,7 @@ def convert_channel_ar_head(model, ctx_float: torch.Tensor, x_seen: torch.Tensor
         with torch.no_grad():
             conv.weight.copy_(out_w[rows][:, units, None, None])
             conv.bias.copy_(out_b[rows])
-        out = convert_layer(conv, e_h, ACT_CLIP, **_head_dict(c, k))
+        out = convert_layer(conv, e_h, ACT_CLIP, **_head_dict(c, k), max_split=max_split)
         heads.append(SubpixelHead(taps, weight, bias, e_ctx, e_acc, e_h, out, int(x_mul), int(x_sub), c_n))
     return dict(e_out=e_ctx, lo=-CTX_CLIP, hi=CTX_CLIP), heads
 

@@ -68,13 +68,16 @@ def toy_corpus() -> list[Sample]:
 
 
 def shipped_corpus(samples_dir) -> list[Sample]:
-    """Archives of 3 images with the shipped models (8-bit and binarized), single and two-chunk."""
+    """Archives of 3 images with the shipped models (8-bit and binarized), single and two-chunk, and one RGB image
+    with the photo model."""
     out = []
     for fname in ("mnist-test-100.npy", "binarized-mnist-test-100.npy"):
         data = np.load(f"{samples_dir}/{fname}")[:3]
         out.append(Sample(f"shipped {fname}", bbans.compress(data, method="bits-back"), data, None))
         blob, _ = bbans.compress_with_report(data, None, chunk_items=2, method="bits-back")
         out.append(Sample(f"chunked shipped {fname}", blob, data, None))
+    photo = np.load(f"{samples_dir}/../tests/archives/inputs/photo-1x20x70x3.npy")  # two 64x64 tiles, one edge
+    out.append(Sample("shipped photo 20x70", bbans.compress(photo, method="bits-back"), photo, None))
     return out
 
 

@@ -93,3 +93,36 @@ def test_export_is_byte_reproducible(tmp_path):
         folder.mkdir()
     first, second = (make_tiny_model_file(folder, seed=3) for folder in folders)
     assert first.read_bytes() == second.read_bytes()
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_split_weights_stay_exact_and_agree_with_the_reference(transposed):
+    """Split layers (integer_net's docstring): W = 2^s W_hi + W_lo, each half's float32 convolution under 2^24; the
+    torch runner (two float32 convolutions summed in float64) equals the float64 reference, and the extra bits
+    bring the layer closer to the float one than an unsplit conversion."""
+    from bbans_models.integer_net import (ACT_CLIP, TorchIntNet, convert_layer, forward_numpy, layers_from_tensors,
+                                          layers_to_tensors)
+
+    torch.manual_seed(0)
+    conv = (torch.nn.ConvTranspose2d(96, 64, 4, 2, 1) if transposed else torch.nn.Conv2d(96, 96, 3, 1, 1))
+    x = np.random.default_rng(1).integers(0, ACT_CLIP + 1, (2, 96, 8, 8))
+    e_in, e_out = 6, 8
+    errors = {}
+    for max_split in (0, 4):
+        layer = convert_layer(conv, e_in, ACT_CLIP, e_out, -(1 << 20), 1 << 20, max_split=max_split)
+        assert layer.split == max_split
+        if layer.split:
+            hi, lo = layer.split_weights()
+            assert np.array_equal(np.ldexp(hi, layer.split) + lo, layer.weight)
+            assert np.abs(lo).max() <= 2 ** (layer.split - 1)
+            for half in (hi, lo):
+                assert (ACT_CLIP * channel_abs_sums(half, transposed, layer.stride)).max() < 2 ** 24
+        tensors, meta = layers_to_tensors("t", [layer])
+        again = layers_from_tensors("t", tensors, meta)[0]
+        assert again.split == layer.split
+        ref = forward_numpy([again], x)
+        assert np.array_equal(TorchIntNet([again])(x), ref)
+        with torch.no_grad():
+            want = conv(torch.from_numpy(x / 2.0 ** e_in).float()).double().numpy() * 2.0 ** e_out
+        errors[max_split] = np.abs(ref - want).mean()
+    assert errors[4] < errors[0] / 2

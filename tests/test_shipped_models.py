@@ -122,13 +122,16 @@ def test_listing_reads_each_models_data_from_its_weights_file():
     entries = read_manifest(MANIFEST)
     listed = provider.list()
     assert [m["name"] for m in listed] == [e["name"] for e in entries if e["status"] == "listed"] == [
-        "mnist", "binarized-mnist", "mnist-small", "binarized-mnist-small"]
+        "mnist", "binarized-mnist", "mnist-small", "binarized-mnist-small", "photo"]
     assert {m["name"]: m["value_range"] for m in listed} == {
-        "mnist": (0, 255), "binarized-mnist": (0, 1), "mnist-small": (0, 255), "binarized-mnist-small": (0, 1)}
-    assert all(m["data_shape"] == (28, 28) for m in listed)
+        "mnist": (0, 255), "binarized-mnist": (0, 1), "mnist-small": (0, 255), "binarized-mnist-small": (0, 1),
+        "photo": (0, 255)}
+    assert all(m["data_shape"] == (28, 28) for m in listed if m["name"] != "photo")
+    assert [m["tile_size"] for m in listed if m["name"] == "photo"] == [64]
     for e in entries:  # every pinned sha256 is its file's, retired files included
         assert file_sha256(WEIGHTS_DIR / e["file"]) == e["sha256"], e["name"]
-        assert read_metadata(WEIGHTS_DIR / e["file"])["format"] == "bbans-vae-2"
+        assert read_metadata(WEIGHTS_DIR / e["file"])["format"] == (
+            "bbans-photo-1" if e["name"] == "photo" else "bbans-vae-2")
 
 
 def test_loading_a_model_for_coding_imports_no_training_code():

@@ -57,6 +57,8 @@ FORMAT_1 = set(CASES)  # the cases above were written before archive layout 2: t
 V2_TWINS = ["mnist-100", "mnist-small-100", "binarized-mnist-100", "binarized-mnist-small-100",
             "mnist-small-particles4-40", "binarized-mnist-particles3-20", "auto-chunked-100"]
 CASES.update({f"v2-{name}": CASES[name] for name in V2_TWINS})  # the same inputs and arguments, layout 2
+# Photos (2026-12-05): the photo model's 64x64 tiles, one image of two tiles, the second reaching past the edge.
+CASES["v2-photo-20x70"] = ("tests/archives/inputs/photo-1x20x70x3.npy", ["--model", "photo", "--method", "bits-back"])
 
 
 def write_inputs() -> None:
@@ -74,6 +76,10 @@ def write_inputs() -> None:
     (INPUTS / "notes.txt").write_text("\n".join(lines) + "\n")
     rng = np.random.default_rng(12)
     np.save(INPUTS / "rgb-2x5x7x3.npy", rng.integers(0, 256, (2, 5, 7, 3), dtype=np.uint8))
+    yy, xx = np.mgrid[0:20, 0:70]
+    base = 100 + 60 * np.sin(xx / 9.0) + 2 * yy
+    photo = np.stack([base, base + 25, base - 30], axis=-1) + rng.integers(-4, 5, (20, 70, 3))
+    np.save(INPUTS / "photo-1x20x70x3.npy", np.clip(photo, 0, 255).astype(np.uint8)[None])
 
 
 def main() -> int:
