@@ -4,15 +4,16 @@
                                  [--json PATH]
 
 Each model runs in a fresh child process (``--one MODEL``) on the first ``--items`` items of its test set
-(mnist-test for 0..255 models, binarized-mnist-test for 0..1 models; retired "-v1" models only when named): after
+(mnist-test for 0..255 models, binarized-mnist-test for 0..1 models, Kodak images for image models such as
+``photo``; retired "-v1" models only when named): after
 an untimed warm-up round trip of one batch, once unprofiled, for the wall times and items/s, then once under
 cProfile for the split. It prints per model the wall seconds, items/s, the archive's bits/dim and one table: rows
 are stages, columns the profiled seconds of each phase (encode = ``bbans.compress(method="bits-back")``, decode =
 ``bbans.decompress``) and their share in percent. A stage is the sum of the tottime (seconds inside a function
 itself) of its functions, so the stages add up to the profiled total, which includes cProfile's overhead:
 
-- networks: models/integer_net.py, models/coding_model.py, torch;  AR loop: models/ar_head.py,
-  bbans/codecs/autoregressive.py;  tables: the integer-table codecs (twostage, tables, logistic, gaussian,
+- networks: models/integer_net.py, models/coding_model.py, models/photo_coding_model.py, torch;  AR loop:
+  models/ar_head.py, models/photo_ar_head.py, bbans/codecs/autoregressive.py;  tables: the integer-table codecs (twostage, tables, logistic, gaussian,
   fixedlog, hierarchy, the compiled kernels);  coder: constriction and bbans/codecs/basic.py;  chain:
   bbans/bitsback/;  I/O & container: bbans/container/, bbans/api.py.
 - Built-ins (numpy, ...) and library code in no stage are split among their callers' stages in proportion to the
@@ -40,8 +41,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 STAGES = ("networks", "AR loop", "tables", "coder", "chain", "I/O & container", "other")
 RULES: tuple[tuple[str, tuple[str, ...]], ...] = (  # (stage, path fragments of its source files)
-    ("networks", ("models/integer_net.py", "models/coding_model.py", "/torch/")),
-    ("AR loop", ("models/ar_head.py", "bbans/codecs/autoregressive.py")),
+    ("networks", ("models/integer_net.py", "models/coding_model.py", "models/photo_coding_model.py", "/torch/")),
+    ("AR loop", ("models/ar_head.py", "models/photo_ar_head.py", "bbans/codecs/autoregressive.py")),
     ("tables", tuple(f"bbans/codecs/{m}.py" for m in ("twostage", "tables", "logistic", "gaussian", "fixedlog",
                                                       "hierarchy", "kernels"))),
     ("coder", ("bbans/codecs/basic.py", "/constriction/")),
@@ -101,6 +102,22 @@ def split(stats: dict, top: int) -> dict:
     return {"stages": seconds, "top": named}
 
 
+def kodak_images(count: int):
+    """The first ``count`` Kodak images (``photos/test/kodak``, 768x512 RGB, turned ones transposed back to
+    landscape so that they stack) as uint8 (count, 512, 768, 3)."""
+    import numpy as np
+    from PIL import Image
+
+    from bbans_models.datasets import photo_folder
+
+    images = []
+    for path in sorted(photo_folder("kodak").glob("*.png"))[:count]:
+        with Image.open(path) as im:
+            x = np.asarray(im.convert("RGB"))
+        images.append(x if x.shape[0] <= x.shape[1] else x.transpose(1, 0, 2))
+    return np.stack(images)
+
+
 def measure(name: str, items: int, batch_size: int, threads: int, top: int) -> dict:
     """Wall times (unprofiled run) and the profiled split of encode and decode of ``name`` on ``items`` items."""
     import cProfile
@@ -115,9 +132,14 @@ def measure(name: str, items: int, batch_size: int, threads: int, top: int) -> d
 
     torch.set_num_threads(threads)
     model = load_model(name)
-    data = load_dataset("binarized-mnist-test" if tuple(model.value_range) == (0, 1) else "mnist-test")[:items]
+    if getattr(model, "tile_size", None):  # an image model: the first `items` Kodak images, each one archive's item
+        data = kodak_images(items or 1)
+        warm = data[:1, :2 * model.tile_size, :2 * model.tile_size]
+    else:
+        data = load_dataset("binarized-mnist-test" if tuple(model.value_range) == (0, 1) else "mnist-test")
+        data = data[:items or 2000]
+        warm = data[:batch_size]  # untimed: one-time costs (torch's first calls, caches) stay out of both runs
     out: dict = {"model": name, "items": len(data), "batch_size": batch_size, "threads": torch.get_num_threads()}
-    warm = data[:batch_size]  # untimed: one-time costs (torch's first calls, caches) stay out of both runs
     bbans.decompress(bbans.compress(warm, model, method="bits-back", batch_size=batch_size), model)
     out.update(wall_s={}, profiled_s={}, split={})
 
@@ -179,7 +201,8 @@ def report(r: dict) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", help="model names (default: every shipped model but retired -v1 ones)")
-    p.add_argument("--items", type=int, default=2000, help="items of the test set to code (default 2000)")
+    p.add_argument("--items", type=int, help="items of the test set to code (default 2000; for an image model, "
+                                             "Kodak images: default 1)")
     p.add_argument("--threads", type=int, default=1, help="torch, OpenMP and table threads (default 1)")
     p.add_argument("--batch-size", type=int, default=100, help="batch_size= of bbans.compress (default 100)")
     p.add_argument("--top", type=int, default=0, help="also list the N functions with most tottime per phase")
@@ -200,8 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     names = args.models or [m["name"] for m in bbans.list_models() if not m["name"].endswith("-v1")]
     results = []
     for name in names:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name, "--items", str(args.items),
-               "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--top", str(args.top)]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--one", name, "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--top", str(args.top)]
+        cmd += ["--items", str(args.items)] if args.items else []
         done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print("\n".join(report(results[-1])), flush=True)

@@ -15,6 +15,7 @@ import torch
 
 import bbans
 from bbans.bitsback import chain
+from bbans.container.archive import read_header
 from bbans.codecs.autoregressive import RasterAutoregressive
 from bbans.codecs.basic import Bernoulli
 from bbans.container import tiles
@@ -152,12 +153,14 @@ def test_the_compiled_channel_parameters_equal_the_numpy_ones(photo, monkeypatch
         monkeypatch.setattr(kernels, "AVAILABLE", True)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (1, 7, 100, 3), (2, 37, 45, 3), (1, 48, 32, 3)])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 3), (1, 7, 100, 3), (2, 37, 45, 3), (1, 48, 32, 3), (1, 1, 400, 3)])
 def test_images_of_any_size_round_trip_through_the_library(photo, shape):
     x = image(*shape[1:3], n=shape[0], seed=shape[1])
     blob, rep = bbans.compress_with_report(x, photo, method="bits-back", want_elbo=True)
     assert rep.method == "bits-back"
     assert np.array_equal(bbans.decompress(blob, photo), x)
+    if shape == (1, 1, 400, 3):  # thin tiles: the data seed spans several tiles of the one image
+        assert read_header(blob).seed_items > 1
     # the rate is the model's own -ELBO (pixels outside the image cost nothing) plus the header and the seed
     if x.size >= 1000:
         assert 8 * len(blob) < 1.03 * rep.elbo_bits + 8 * 80

@@ -97,6 +97,13 @@ class ArchiveHeader:
         return int(self.shape[0])
 
     @property
+    def max_chain_items(self) -> int:
+        """The most items the bits-back chain can have: ``n_items``, or for (N, H, W, C) images coded as tiles (whose
+        tile size only the model knows; bbans.container.tiles) N*H*W, one tile per pixel at most. The decoder checks
+        the exact count once it has the model."""
+        return int(np.prod(self.shape[:3], dtype=np.int64)) if len(self.shape) == 4 else self.n_items
+
+    @property
     def n_elements(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 
@@ -233,9 +240,9 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, Reader, int]:
             h.schedule = runs if width == 3 else [(items, 1, repeat) for items, repeat in runs]
         if h.version == 2:
             h.seed_items = r.varint("seed item count")
-            if h.seed_items > h.n_items:
-                raise ArchiveError(f"the archive claims {h.seed_items} seed items of {h.n_items}; the archive is "
-                                   "corrupt")
+            if h.seed_items > h.max_chain_items:
+                raise ArchiveError(f"the archive claims {h.seed_items} seed items of at most {h.max_chain_items}; "
+                                   "the archive is corrupt")
         else:
             h.seed_words, h.prefix_words = r.varint("seed length"), r.varint("seed prefix length")
         if h.seed_words > MAX_SEED_WORDS:
