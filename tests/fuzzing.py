@@ -68,8 +68,8 @@ def toy_corpus() -> list[Sample]:
 
 
 def shipped_corpus(samples_dir) -> list[Sample]:
-    """Archives of 3 images with the shipped models (8-bit and binarized), single and two-chunk, and one RGB image
-    with the photo model."""
+    """Archives of 3 images with the shipped models (8-bit and binarized), single and two-chunk, and two RGB
+    images with the photo model (20x70: two tiles; 2x350: six thin tiles, several of them in the data seed)."""
     out = []
     for fname in ("mnist-test-100.npy", "binarized-mnist-test-100.npy"):
         data = np.load(f"{samples_dir}/{fname}")[:3]
@@ -78,6 +78,8 @@ def shipped_corpus(samples_dir) -> list[Sample]:
         out.append(Sample(f"chunked shipped {fname}", blob, data, None))
     photo = np.load(f"{samples_dir}/../tests/archives/inputs/photo-1x20x70x3.npy")  # two 64x64 tiles, one edge
     out.append(Sample("shipped photo 20x70", bbans.compress(photo, method="bits-back"), photo, None))
+    thin = np.ascontiguousarray(np.concatenate([photo[:, :2]] * 5, axis=2))  # 2x350: a data seed of several tiles
+    out.append(Sample("shipped photo 2x350", bbans.compress(thin, method="bits-back"), thin, None))
     return out
 
 

@@ -2,11 +2,12 @@
 ``bbans.decompress``, and every 100th case through ``bbans decompress`` in a temporary folder, checking that no
 output file appears unless the archive decoded to its original data.
 
-    nice -n 10 python tests/fuzz/run_fuzz.py [--cases 100000] [--seed 0] [--timeout 10] [--no-shipped]
+    nice -n 10 python tests/fuzz/run_fuzz.py [--cases 100000] [--seed 0] [--timeout 10] [--no-shipped | --photos]
 
 Prints the count of each outcome (clean errors, harmless damage decoded to the original, wrong outputs, crashes,
 hangs) and of outputs written by the CLI on failed cases; exits 1 if any crash, hang, wrong output or stray output
-file was seen. Mutations and outcomes: tests/fuzzing.py. Shipped-model archives (torch) are ~1 case in 11.
+file was seen. Mutations and outcomes: tests/fuzzing.py. Shipped-model archives (torch) are ~1 case in 11;
+``--photos`` mutates only the shipped photo model's archives (images coded as tiles).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ sys.path.insert(0, str(HERE.parent))
 import numpy as np  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
-from bbans import registry  # noqa: E402
+from bbans.container import registry  # noqa: E402
 from fuzzing import OUTCOMES, mutate, run_case, shipped_corpus, toy_corpus  # noqa: E402
 from toy_models import FakeEntryPoint, FakeProvider, ToyBinary  # noqa: E402
 
@@ -35,6 +36,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per case before it counts as a hang")
     ap.add_argument("--no-shipped", action="store_true", help="toy and classical archives only (no torch)")
+    ap.add_argument("--photos", action="store_true", help="only the shipped photo model's archives")
     ap.add_argument("--cli-every", type=int, default=100, help="run every Nth case through the CLI too")
     args = ap.parse_args()
 
@@ -43,7 +45,10 @@ def main() -> int:
     registry._entry_points = lambda: [toys, *real]  # the CLI finds the toy model by name + sha256 too
     corpus = toy_corpus()
     weights = [1.0] * len(corpus)
-    if not args.no_shipped:
+    if args.photos:
+        corpus = [s for s in shipped_corpus(HERE.parent.parent / "samples") if "photo" in s.name]
+        weights = [1.0] * len(corpus)
+    elif not args.no_shipped:
         shipped = shipped_corpus(HERE.parent.parent / "samples")
         corpus += shipped
         weights += [0.1 * len(weights) / len(shipped)] * len(shipped)  # ~1 case in 11 uses a shipped model
