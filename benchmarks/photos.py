@@ -3,22 +3,27 @@
     python benchmarks/photos.py                       # everything: bbans bits-back, auto, every classical codec
     python benchmarks/photos.py --images 4 --no-auto  # a quick look
     python benchmarks/photos.py --write               # also put the table into BENCHMARKS.md ("Photos")
+    python benchmarks/photos.py --no-auto --no-bbans --save-rows classical.json   # one half of the table now ...
+    python benchmarks/photos.py --no-classical --add-rows classical.json --write  # ... merged with the other later
 
 Rates are bits per sub-pixel (bpsp) over the whole set: total archive bits / total sub-pixels (24 x 768 x 512 x 3).
 bbans rows: ``bbans.compress(image (1, H, W, 3), model, method=...)`` on each image alone (tile borders, the
 header and the data seed included), decoded back and compared pixel for pixel; "-ELBO" is the model's own
 single-sample -ELBO on the same tiles; encode / decode are wall seconds per image (mean), each image in a fresh
 worker process whose peak resident memory is reported. Classical rows: imagecodecs (PNG through Pillow,
-``optimize=True``), each round-tripped and checked; seconds per image for encode and decode.
+``optimize=True``), each round-tripped and checked; seconds per image for encode and decode. Rows merged from an
+earlier run (``--add-rows``) are marked with that run's date and command in the table's text.
 """
 from __future__ import annotations
 
 import argparse
 import bz2
 import io
+import json
 import os
 import re
 import resource
+import shlex
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -197,13 +202,22 @@ def main(argv=None) -> None:
     ap.add_argument("--no-auto", action="store_true", help="skip bbans's method='auto' rows")
     ap.add_argument("--no-classical", action="store_true", help="skip the classical codecs")
     ap.add_argument("--classical", nargs="*", help="only these classical codecs (names as printed)")
+    ap.add_argument("--no-bbans", action="store_true", help="skip bbans's bits-back row")
+    ap.add_argument("--save-rows", type=Path, metavar="JSON", help="also write this run's rows (and command) here")
+    ap.add_argument("--add-rows", type=Path, metavar="JSON",
+                    help="add the rows a --save-rows run wrote (same image count), marked as from that run")
     ap.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     a = ap.parse_args(argv)
     paths = kodak_paths(a.images)
+    command = " ".join(["python benchmarks/photos.py", shlex.join(argv if argv is not None else sys.argv[1:])]).rstrip()
+    earlier = json.loads(a.add_rows.read_text()) if a.add_rows else None
+    if earlier is not None and earlier["images"] != len(paths):
+        raise SystemExit(f"{a.add_rows} holds rows of {earlier['images']} images, this run codes {len(paths)}")
     print(f"Kodak: {len(paths)} images; model {a.model}; jobs {a.jobs}; cpus {os.cpu_count()}", flush=True)
     rows = []
-    runs = run_bbans(paths, a.model, "bits-back", a.jobs, a.threads)
-    rows.append(row(f"bbans `{a.model}`, bits-back alone", runs, elbo=True))
+    if not a.no_bbans:
+        runs = run_bbans(paths, a.model, "bits-back", a.jobs, a.threads)
+        rows.append(row(f"bbans `{a.model}`, bits-back alone", runs, elbo=True))
     if not a.no_auto:
         auto = run_bbans(paths, a.model, "auto", a.jobs, a.threads)
         chosen = sorted({r["method"] for r in auto})
@@ -212,12 +226,19 @@ def main(argv=None) -> None:
         names = a.classical or list(classical_codecs())
         for name, r in run_classical(paths, names, a.jobs).items():
             rows.append(row(name, r))
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if a.save_rows:
+        a.save_rows.write_text(json.dumps({"images": len(paths), "when": stamp, "command": command, "rows": rows},
+                                          indent=1) + "\n")
+    merged = ""
+    if earlier is not None:
+        rows += earlier["rows"]
+        merged = (f" The rows {', '.join(r[0] for r in earlier['rows'])} are from an earlier run on the same machine, "
+                  f"{earlier['when']}: `{earlier['command']}`.")
     table = markdown(rows)
-    stamp = time.strftime("%Y-%m-%d")
-    text = (f"{SECTION}\n\nMeasured {stamp} with `python benchmarks/photos.py"
-            f"{' --images ' + str(a.images) if a.images else ''} --jobs {a.jobs}` on this 2-core CPU "
-            f"({len(paths)} images, each coded alone; bits per sub-pixel over the whole set; seconds per image; peak "
-            f"resident memory of the worker process).\n\n{table}\n")
+    text = (f"{SECTION}\n\nMeasured {stamp} with `{command}` on this 2-core CPU ({len(paths)} images, each coded "
+            f"alone; bits per sub-pixel over the whole set; seconds per image; peak resident memory of the worker "
+            f"process).{merged}\n\n{table}\n")
     print("\n" + text)
     if a.write:
         write_section(text)
