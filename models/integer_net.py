@@ -69,9 +69,15 @@ class IntLayer:
         return np.ldexp(1.0, (self.e_out - self.e_in - self.e_w).astype(np.int64))
 
     def split_weights(self) -> tuple[np.ndarray, np.ndarray]:
-        """(W_hi, W_lo) with W = 2^split W_hi + W_lo and W_lo in [-2^(split-1), 2^(split-1)), float64 integers."""
-        hi = np.floor(np.ldexp(self.weight, -self.split) + 0.5)
-        return hi, self.weight - np.ldexp(hi, self.split)
+        """(W_hi, W_lo) of this layer's weights (``split_halves``)."""
+        return split_halves(self.weight, self.split)
+
+
+def split_halves(w: np.ndarray, split: int) -> tuple[np.ndarray, np.ndarray]:
+    """(W_hi, W_lo) with w = 2^split W_hi + W_lo and W_lo in [-2^(split-1), 2^(split-1)), float64 integers: the two
+    halves a float32 runner convolves (what conversion checks and ``TorchIntNet`` runs)."""
+    hi = np.floor(np.ldexp(w, -split) + 0.5)
+    return hi, w - np.ldexp(hi, split)
 
 
 def channel_abs_sums(w: np.ndarray, transposed: bool, stride: int) -> np.ndarray:
@@ -119,8 +125,7 @@ def _weight_exponents(w: np.ndarray, b: np.ndarray, transposed: bool, stride: in
         b_int = np.rint(b * np.ldexp(1.0, e_in + e_w))
         over = x_max * channel_abs_sums(w_int, transposed, stride) + np.abs(b_int) > budget
         if split:
-            w_hi = np.floor(np.ldexp(w_int, -split) + 0.5)
-            for half in (w_hi, w_int - np.ldexp(w_hi, split)):
+            for half in split_halves(w_int, split):
                 over |= x_max * channel_abs_sums(half, transposed, stride) >= 1 << (EXACT_BITS + 1)
         if not over.any():
             return e_w
