@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from bbans.container import tiles
+from bbans.container.choice import neg_elbo_bits_total
 from bbans_models.datasets import PHOTO_RECIPES, photo_folder
 from bbans_models.photo_coding_model import PhotoCodingModel
 from bbans_models.photo_data import load_png_folders
@@ -41,8 +41,7 @@ def main() -> None:
             out = export_photo(a.checkpoint, Path(tmp) / f"T{t}.safetensors", calib, a.recipe, tile=t,
                                bin_exponent=spec["bin_exponent"], card={})
             model = PhotoCodingModel(out)
-            bits = sum(float(model.neg_elbo_bits(tiles.to_tiles(im, t, model.tile_fill),
-                                                 extents=tiles.tile_extents(im.shape, t)).sum()) for im in kodak)
+            bits = sum(neg_elbo_bits_total(model, im) for im in kodak)
             print(f"T={t}: Kodak -ELBO {bits / subpixels:.4f} bpsp as {t}x{t} tiles ({time.time() - start:.0f} s)",
                   flush=True)
 

@@ -101,7 +101,7 @@ def ship_photo(a, entries: list[dict]) -> None:
     """The photo family: export with the recipe's coding tile, calibrated on 2,000 training crops; the card's
     figures are the float -ELBO on the 24 Kodak images (whole images, and as the coding tiles), bits per
     sub-pixel. Archive rates: benchmarks/photos.py."""
-    from bbans.container import tiles
+    from bbans.container.choice import neg_elbo_bits_total
     from bbans_models.photo_coding_model import PhotoCodingModel
     from bbans_models.photo_data import load_png_folders
     from bbans_models.photo_export import export_photo
@@ -121,8 +121,7 @@ def ship_photo(a, entries: list[dict]) -> None:
         start = time.time()
         kodak = [im.transpose(1, 2, 0)[None] for im in load_png_folders([photo_folder(spec["test"])], 3)]
         sub = sum(im.size for im in kodak)
-        tiled = sum(float(model.neg_elbo_bits(tiles.to_tiles(im, t, model.tile_fill),
-                                              extents=tiles.tile_extents(im.shape, t)).sum()) for im in kodak) / sub
+        tiled = sum(neg_elbo_bits_total(model, im) for im in kodak) / sub
         whole = evaluate_images(model.float_model, [im[0].transpose(2, 0, 1) for im in kodak])
         eval_min = (time.time() - start) / 60
     except BaseException:
