@@ -233,7 +233,7 @@ def main(argv=None) -> None:
     merged = ""
     if earlier is not None:
         rows += earlier["rows"]
-        merged = (f" The rows {', '.join(r[0] for r in earlier['rows'])} are from an earlier run on the same machine, "
+        merged = (f" The rows {'; '.join(r[0] for r in earlier['rows'])} are from an earlier run on the same machine, "
                   f"{earlier['when']}: `{earlier['command']}`.")
     table = markdown(rows)
     text = (f"{SECTION}\n\nMeasured {stamp} with `{command}` on this 2-core CPU ({len(paths)} images, each coded "
