@@ -57,10 +57,11 @@ def compress_with_report(data: np.ndarray, model: LatentModel | None = None, *, 
     "bits-back-is"), which costs the K-sample importance-weighted bound instead of the -ELBO, at about K times the
     model work. ``want_elbo``: also measure the model's -ELBO (``Report.elbo_bits``, bits summed over items).
     ``format_version``: 1 writes bits-back archives as bbans did before layout 2 (a random seed, the model's own
-    latent bins; docs/design.md, "Initial bits and the schedule"), for decoders that read only version 1.
+    latent bins; docs/design.md, "Initial bits and the schedule"), for decoders that read only version 1; 2, the
+    data-seeded layout with the longer header that bbans wrote before layout 3 (docs/design.md, "Archive layouts").
     """
-    if format_version not in (1, archive.FORMAT_VERSION):
-        raise InputError(f"format_version must be 1 or {archive.FORMAT_VERSION}, got {format_version!r}")
+    if format_version not in range(1, archive.FORMAT_VERSION + 1):
+        raise InputError(f"format_version must be 1..{archive.FORMAT_VERSION}, got {format_version!r}")
     sink = MemorySink()
     options = EncodeOptions(method=method, batch_size=batch_size, particles=particles, chunk_items=chunk_items,
                             want_elbo=want_elbo, extra=bytes(extra), format_version=format_version)

@@ -279,7 +279,8 @@ def _verbosity(quiet: bool, verbose: bool):
 @click.option("--format-version", type=click.IntRange(1, FORMAT_VERSION), default=FORMAT_VERSION, show_default=True,
               help="Archive layout to write. 1: as bbans wrote before layout 2 (bits-back with a random seed and the "
                    "model's own latent bins, the .npy header stored whole), for decoders that read only version 1; "
-                   "2: bits-back seeded with the first items' own code, small headers.")
+                   "2: bits-back seeded with the first items' own code; 3: as 2 with a header ~25 bytes shorter "
+                   "(no model name: the model is found by its weights' sha256), for bbans 2026-12-06 and later.")
 @click.option("-q", "--quiet", is_flag=True, help="No report, notes or progress; errors only.")
 @click.option("-v", "--verbose", is_flag=True, help="A longer report: initial bits, payload, batch schedule, chunk methods.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (a list for several FILEs).")

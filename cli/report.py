@@ -150,9 +150,9 @@ def coder_line(h) -> str:
     from bbans.container.registry import find_model
     from bbans.errors import BBANSError
 
-    digest = f"digest {h.settings_digest:08x}"
+    digest = f"digest {h.settings_digest:0{h.digest_bits // 4}x}"
     try:
-        model = with_digest(find_model(h.model_name, h.model_sha256), h.settings_digest)
+        model = with_digest(find_model(h.model_name, h.model_sha256), h.settings_digest, h.digest_bits)
     except BBANSError:
         return f"{digest} (its model is not installed, so the settings it names are unknown here)"
     items = {**dict(model.coder_settings), **{f"variant {k}": v for k, v in variant_of(model).items()}}
@@ -160,13 +160,13 @@ def coder_line(h) -> str:
 
 
 def batch_runs(h) -> list | None:
-    """The (items, particles, repeat) runs of a layout-2 bits-back archive's ramp (bitsback/schedule.py), or None
+    """The (items, particles, repeat) runs of a layout-2 or 3 bits-back archive's ramp (bitsback/schedule.py), or None
     when the header claims more items than its payload could hold (a corrupt archive: its ramp is not expanded)."""
     from bbans.bitsback.bounds import plausible_item_count
     from bbans.bitsback.schedule import Ramp, run_lengths
 
     n = chain_items(h)[0]
-    if not plausible_item_count(n, h.payload_bytes // 4):
+    if not plausible_item_count(n, -(-h.payload_bytes // 4)):  # layout 3 stores the top word's low bytes only
         return None
     return run_lengths(Ramp(*h.ramp, particles=h.particles).batches(n - h.seed_items))
 
@@ -204,27 +204,34 @@ def schedule_summary(schedule, particles: bool) -> str:
 def info_report(path, reader, container, chunk_headers=None) -> Report:
     """``bbans info`` of the archive ``reader`` (container/pipeline.py ``ArchiveReader``); ``chunk_headers``: the
     headers of a multi-chunk archive's chunks."""
+    from bbans.container.archive import BITS_BACK_METHODS
+    from bbans.container.registry import archive_model_name, listed_name
+
     h = reader.header
     r = Report()
     shape = tuple(h.shape)
     dims = int(np.prod(shape, dtype=np.int64))
     bpd = 8 * h.archive_bytes / dims if dims else None
     r.extend(**{k: v for k, v in dataclasses.asdict(h).items() if k not in ("offsets",)})
+    if getattr(h, "model_sha256", None) and not getattr(h, "model_name", None):  # layout 3: the installed model's name
+        r.extend(model_name=listed_name(h.model_sha256))
     r.add("archive", f"{path}: {fmt_bytes(h.archive_bytes)}" + (f", {bpd:.4f} bits/dim" if bpd else ""))
     r.extend(n_items=h.n_items, bits_per_dim=bpd, container=container.kind,
              container_description=container.describe(shape))
     r.add("format", f"bbans archive version {h.version}" + (", multi-chunk" if reader.chunked else ""))
     if reader.chunked:
         methods = Counter(c.method for c in chunk_headers)
-        models = Counter(f"{c.model_name} (sha256 {c.model_sha256[:12]})" for c in chunk_headers if c.model_name)
+        models = Counter(f"{archive_model_name(c.model_name, c.model_sha256)} (sha256 {c.model_sha256[:12]})"
+                         for c in chunk_headers if c.method in BITS_BACK_METHODS)
         r.add("method", ", ".join(f"{m} ({plural(n, 'chunk')})" for m, n in methods.most_common()))
         r.extend(method="chunked", chunk_methods=dict(methods), models=dict(models), chunk_bytes=h.lengths)
         if models:
             r.add("model", ", ".join(models))
     else:
-        r.add("method", h.method + ("" if h.model_name else " (classical fallback, no model)"))
-        if h.model_name:
-            r.add("model", h.model_name)
+        coded = h.method in BITS_BACK_METHODS
+        r.add("method", h.method + ("" if coded else " (classical fallback, no model)"))
+        if coded:
+            r.add("model", archive_model_name(h.model_name, h.model_sha256))
             r.add("model sha256", h.model_sha256)
     r.add("data", f"{fmt_shape(shape)} {h.dtype} ({plural(h.n_items, 'item')} of {fmt_shape(shape[1:])})")
     if reader.chunked:
@@ -234,7 +241,7 @@ def info_report(path, reader, container, chunk_headers=None) -> Report:
     else:
         r.add("count", f"{plural(h.n_items, 'item')}, {plural(dims, 'value')}")
         r.add("data crc32", f"{h.data_crc32:08x}")
-        if h.model_name:
+        if h.method in BITS_BACK_METHODS:
             runs = h.schedule if h.version == 1 else batch_runs(h)
             r.extend(schedule=runs)  # layout 2: the batches its ramp gives
             r.add("batches", schedule_summary(runs, h.method == "bits-back-is") if runs is not None

@@ -49,13 +49,16 @@ def _method_and_model(f, reader) -> tuple[str, str | None]:
     from collections import Counter
 
     from bbans.container import archive, chunked
+    from bbans.container.archive import BITS_BACK_METHODS
+    from bbans.container.registry import archive_model_name
 
     if not reader.chunked:
         h = reader.header
-        return h.method, h.model_name or None
+        return h.method, (archive_model_name(h.model_name, h.model_sha256) if h.method in BITS_BACK_METHODS
+                          else None)
     heads = [archive.read_header(chunked.chunk_blob(f, reader.header, k)) for k in range(reader.n_chunks)]
     methods = Counter(c.method for c in heads)
-    models = sorted({c.model_name for c in heads if c.model_name})
+    models = sorted({archive_model_name(c.model_name, c.model_sha256) for c in heads if c.method in BITS_BACK_METHODS})
     text = ", ".join(f"{m} ({n} chunk{'s' if n != 1 else ''})" for m, n in methods.most_common())
     return text, ", ".join(models) or None
 

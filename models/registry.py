@@ -113,7 +113,7 @@ class BuiltinProvider:
 
     def find(self, name: str, sha256: str):
         """The model with these weights: by name, or (an archive of a model since renamed) by sha256 alone.
-        ``sha256`` may be a prefix (layout-2 archives store 16 hex digits)."""
+        ``sha256`` may be a prefix (layout-2 archives store 16 hex digits, layout-3 archives 12 and no name: "")."""
         entry = self._entries.get(name)
         if entry is not None and entry["sha256"].startswith(sha256):
             return self.load(name)

@@ -41,8 +41,11 @@ def test_header_round_trip_bits_back():
     blob = bbans.compress(x, model, method="bits-back", extra=b"container:idx", batch_size=8)
     h = bbans.read_header(blob)
     assert (h.method, h.shape, h.dtype, h.version) == ("bits-back", (30, 4, 4), "uint8", archive.FORMAT_VERSION)
-    assert (h.model_name, h.model_sha256) == (model.name, model.sha256[:16])  # layout 2: a sha256 prefix
-    assert h.settings_digest == variant_digest(model.coder_settings, {})
+    assert (h.model_name, h.model_sha256) == (None, model.sha256[:12])  # layout 3: a sha256 prefix, no name
+    h2 = bbans.read_header(bbans.compress(x, model, method="bits-back", batch_size=8, format_version=2))
+    assert (h2.version, h2.model_name, h2.model_sha256) == (2, model.name, model.sha256[:16])
+    assert h.settings_digest == variant_digest(model.coder_settings, {}) & 0xFFFF  # layout 3: its low 16 bits
+    assert h2.settings_digest == variant_digest(model.coder_settings, {})
     assert h.extra == b"container:idx" and h.data_crc32 == zlib.crc32(x.tobytes())
     assert 1 <= h.seed_items <= 30 and h.ramp[3] == 8  # (start bits, net bits, pop bits, batch size)
     v1 = bbans.read_header(bbans.compress(x, model, method="bits-back", batch_size=8, format_version=1))
@@ -305,3 +308,54 @@ def test_reference_input_packs_binary_data_for_classical_comparisons():
     assert reference_input(grey)[0] == grey.tobytes()
     names = [name for name, _, _ in reference_sizes(raw)]
     assert names == ["gzip -9", "bz2 -9", "xz -9e"]
+
+
+# ---------------------------------------------------------------- layout 3
+
+
+def test_layout_3_is_layout_2_with_a_shorter_header():
+    """The same chain in both layouts: equal stack words, and layout 3 saves the name, 2 sha256 bytes, 2 digest
+    bytes, the payload's length varint and the top word's high zero bytes (docs/design.md, "Versioning")."""
+    model, x = ToyBinary(), field_data(40)
+    v3, v2 = (bbans.compress(x, model, method="bits-back", batch_size=8, format_version=v) for v in (3, 2))
+    (h3, w3), (h2, w2) = archive.unpack(v3), archive.unpack(v2)
+    assert (h3.version, h2.version) == (3, 2) and np.array_equal(w3, w2)
+    assert (h3.ramp, h3.seed_items) == (h2.ramp, h2.seed_items) and h3.settings_digest == h2.settings_digest & 0xFFFF
+    top_zero_bytes = (4 - (int(w2[-1]).bit_length() + 7) // 8)
+    name = len(model.name.encode()) + 1
+    assert len(v2) - len(v3) == name + 2 + 2 + len(archive.varint(w2.size)) + top_zero_bytes
+    for blob in (v3, v2):
+        np.testing.assert_array_equal(bbans.decompress(blob, model), x)
+
+
+def test_layout_3_payload_trimming_edges():
+    """A stack whose top word has 0..3 zero high bytes packs to 4..1 bytes of it and reads back whole; a payload
+    ending in a zero byte (which no encoder writes) is refused, and so is a top word lost entirely."""
+    model, x = ToyBinary(), field_data(20)
+    h, words = archive.unpack(bbans.compress(x, model, method="bits-back", batch_size=8))
+    for top in (0x12345678, 0x345678, 0x5678, 0x78):
+        w = np.append(words[:-1], np.uint32(top))
+        blob = archive.pack(h, w)
+        assert archive.unpack(blob)[1].tolist() == w.tolist()
+        assert len(blob) == len(archive.pack(h, np.append(words[:-1], np.uint32(0x12345678)))) - (
+            4 - (top.bit_length() + 7) // 8)
+    blob = archive.pack(h, words)
+    with pytest.raises(ArchiveError, match="zero byte"):
+        archive.unpack(refix_crc(blob[:-4] + b"\0" + blob[-4:]))
+    with pytest.raises(ValueError):
+        archive.pack(h, np.append(words, np.uint32(0)))
+    with pytest.raises(ArchiveError):
+        bbans.decompress(refix_crc(blob[:-5] + blob[-4:]), model)  # one payload byte short
+
+
+def test_layout_3_finds_its_model_by_sha256_prefix_alone(monkeypatch):
+    """No name in the archive: the installed provider's model with that weights prefix decodes it, and an
+    archive whose model is not installed names the prefix."""
+    model, x = ToyBinary(), field_data(30)
+    blob = bbans.compress(x, model, method="bits-back", batch_size=8)
+    assert model.name.encode() not in blob
+    install_providers(monkeypatch, FakeEntryPoint("toys", FakeProvider(model)))
+    np.testing.assert_array_equal(bbans.decompress(blob), x)
+    install_providers(monkeypatch, FakeEntryPoint("toys", FakeProvider(ToyGrey())))
+    with pytest.raises(ModelError, match=model.sha256[:12]):
+        bbans.decompress(blob)

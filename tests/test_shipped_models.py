@@ -81,6 +81,24 @@ def test_archives_of_replaced_weights_still_decode(tmp_path):
     assert "binarized-mnist-v1" not in {info["name"] for info in list_models()}
 
 
+def test_layout_3_archive_of_retired_weights_decodes_by_sha256_alone(tmp_path):
+    """Layout 3 stores no model name: an archive coded with a retired weights file (given by path) decodes
+    with no --model, the registry finding the unlisted entry by its sha256 prefix; `bbans info` names it."""
+    x = np.load(SAMPLES["binarized-mnist"])[:12]
+    src, arc, out = tmp_path / "x.npy", tmp_path / "x.bba", tmp_path / "back.npy"
+    np.save(src, x)
+    weights = ROOT / "models" / "weights" / "binarized-mnist-v1.safetensors"
+    r = CliRunner().invoke(cli, ["compress", str(src), "-o", str(arc), "--model", str(weights), "--method",
+                                 "bits-back", "--no-elbo"])
+    assert r.exit_code == 0, r.output
+    assert bbans.read_header(arc.read_bytes()).version == 3 and b"binarized-mnist" not in arc.read_bytes()
+    r = CliRunner().invoke(cli, ["decompress", str(arc), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.load(out), x)
+    r = CliRunner().invoke(cli, ["info", str(arc)])
+    assert r.exit_code == 0 and "binarized-mnist-v1" in r.output and "40a1c4dec728" in r.output, r.output
+
+
 @pytest.mark.parametrize("name", ["mnist", "binarized-mnist"])
 def test_cli_round_trip_on_bundled_sample(name, tmp_path):
     src = tmp_path / "digits.npy"

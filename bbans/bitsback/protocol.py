@@ -135,16 +135,17 @@ def model_digest(model) -> int:
     return variant_digest(dict(model.coder_settings), variant_of(model))
 
 
-def with_digest(model, digest: int):
+def with_digest(model, digest: int, bits: int = 32):
     """``model`` coding with the variant whose ``variant_digest`` is ``digest`` (itself, {} or one of its known
-    variants); ModelError when none matches."""
+    variants), comparing the digest's low ``bits`` (an archive of layout 3 stores 16); ModelError when none
+    matches."""
     candidates = [variant_of(model), {}]
     if isinstance(model, CodingVariants):
         candidates += [dict(v) for v in model.known_coding_variants]
     for variant in candidates:
-        if variant_digest(dict(model.coder_settings), variant) == digest:
+        if variant_digest(dict(model.coder_settings), variant) & ((1 << bits) - 1) == digest:
             return model if variant == variant_of(model) else model.with_coding_variant(variant)
-    raise ModelError(f"the archive was coded with coder settings or a coding variant (digest {digest:08x}) that "
+    raise ModelError(f"the archive was coded with coder settings or a coding variant (digest {digest:0{bits // 4}x}) that "
                      f"model {getattr(model, 'name', '?')!r} does not know; use the bbans version and model build "
                      "that made the archive")
 

@@ -34,13 +34,23 @@ Layout (``varint`` = unsigned LEB128, at most 10 bytes)::
     seed items       varint  (the first items, coded under p(x | z = 0) without bits back)
     particles        varint  (bits-back-is only)
     payload          varint word count + uint32 LE words (the whole ANS stack, bottom first)
+    -- bits-back and bits-back-is, version 3 (data seed; version 2 made shorter for small inputs) --
+    model sha256     6 bytes: its first 6 bytes (the model is found by this prefix alone: no name is stored)
+    settings digest  2 bytes, uint16 LE: the low 16 bits of version 2's digest
+    ramp             4 varints, as in version 2
+    seed items       varint
+    particles        varint  (bits-back-is only)
+    payload          every byte up to the archive crc32: the whole ANS stack as uint32 LE words, bottom first, the
+                     last (top) word without its high zero bytes (so the payload never ends in a zero byte)
     -- other methods --
     payload          varint length + bytes
     -- all --
     archive crc32    4 bytes   zlib.crc32 of every byte before it, uint32 LE
 
 The version byte is the oldest format that reads the archive: classical archives keep version 1 (their layout never
-changed), bits-back archives with a data seed are version 2. ``unpack`` checks the trailing CRC before anything
+changed), bits-back archives with a data seed are version 3 (version 2 with ``--format-version 2``). Version 3 saves
+~25 bytes per archive over version 2 (the model name, 6 bytes of sha256 and digest, the payload's length and the top
+word's zero bytes), about 1.3% of 100 binarized MNIST digits; docs/design.md, "Archive layouts". ``unpack`` checks the trailing CRC before anything
 else, then every length against the bytes that remain.
 """
 from __future__ import annotations
@@ -56,8 +66,10 @@ from .binary import Reader, blob, varint
 from ..bitsback.schedule import MAX_SEED_WORDS
 
 MAGIC = b"BBAN"
-FORMAT_VERSION = 2  # the newest layout this bbans reads and writes
-SHA_PREFIX_BYTES = 8  # version 2 stores this much of the model's sha256
+FORMAT_VERSION = 3  # the newest layout this bbans reads and writes
+DATA_SEED_VERSIONS = (2, 3)  # the layouts of data-seeded bits-back archives
+SHA_PREFIX_BYTES = {2: 8, 3: 6}  # how much of the model's sha256 each layout stores
+DIGEST_BYTES = {2: 4, 3: 2}  # and how much of the settings digest (its low bytes)
 METHODS = {"stored": 0, "bits-back": 1, "deflate": 2, "lzma": 3, "bz2": 4, "bits-back-is": 5, "jpegxl": 8, "webp": 9}
 BITS_BACK_METHODS = ("bits-back", "bits-back-is")  # methods whose payload is an ANS stack coded with a model
 MAX_PARTICLES = 4096
@@ -78,19 +90,25 @@ class ArchiveHeader:
     data_crc32: int
     dtype: str = "uint8"
     extra: bytes = b""
-    version: int = 1  # layout: 1, or 2 for data-seeded bits-back (see the module docstring)
-    model_name: str | None = None
-    model_sha256: str | None = None  # hex: all 64 digits (version 1) or the first 16 (version 2)
-    coder_settings: dict | None = None  # version 1: the settings; version 2: given when writing, not stored
-    settings_digest: int | None = None  # version 2: protocol.variant_digest of the settings and coding variant
-    seed_items: int | None = None  # version 2: items coded under p(x | z = 0) first
-    ramp: tuple | None = None  # version 2: (start bits, net bits, pop bits, batch size) of schedule.Ramp
+    version: int = 1  # layout: 1, or 2 and 3 for data-seeded bits-back (see the module docstring)
+    model_name: str | None = None  # versions 1 and 2 (version 3 finds the model by its sha256 prefix alone)
+    model_sha256: str | None = None  # hex: all 64 digits (version 1), the first 16 (version 2) or 12 (version 3)
+    coder_settings: dict | None = None  # version 1: the settings; versions 2, 3: given when writing, not stored
+    settings_digest: int | None = None  # versions 2, 3: protocol.variant_digest of the settings and coding variant
+    #                                     (all 32 bits when writing; read back, its low ``digest_bits``)
+    seed_items: int | None = None  # versions 2, 3: items coded under p(x | z = 0) first
+    ramp: tuple | None = None  # versions 2, 3: (start bits, net bits, pop bits, batch size) of schedule.Ramp
     schedule: list = field(default_factory=list)  # (items, particles, repeat) runs (bitsback/schedule.py)
     particles: int = 1  # bits-back-is: the most particles a batch may use
     seed_words: int = 0
     prefix_words: int = 0
     payload_bytes: int = 0
     archive_bytes: int = 0
+
+    @property
+    def digest_bits(self) -> int:
+        """How many low bits of the settings digest the layout stores (0 for layout 1, which stores the settings)."""
+        return 8 * DIGEST_BYTES.get(self.version, 0)
 
     @property
     def n_items(self) -> int:
@@ -124,9 +142,9 @@ def pack(h: ArchiveHeader, payload) -> bytes:
     """Serialize header ``h`` and ``payload`` (uint32 words for bits-back, bytes otherwise) into an archive."""
     if len(h.shape) < 1 or len(h.shape) > MAX_NDIM:
         raise ValueError(f"arrays of 1..{MAX_NDIM} dimensions only")
-    v2 = h.method in BITS_BACK_METHODS and h.version == 2
+    v2 = h.method in BITS_BACK_METHODS and h.version in DATA_SEED_VERSIONS  # a data-seeded layout, 2 or 3
     if not v2 and h.version != 1:
-        raise ValueError("layout version 2 exists for bits-back methods only")
+        raise ValueError("layout versions 2 and 3 exist for bits-back methods only")
     out = bytearray(MAGIC)
     out += bytes([h.version, METHODS[h.method], DTYPES[h.dtype], len(h.shape)])
     for d in h.shape:
@@ -134,14 +152,17 @@ def pack(h: ArchiveHeader, payload) -> bytes:
     out += (h.data_crc32 & 0xFFFFFFFF).to_bytes(4, "little")
     out += blob(bytes(h.extra))
     if h.method in BITS_BACK_METHODS:
-        out += blob(h.model_name.encode("utf-8"))
+        if h.version != 3:
+            out += blob(h.model_name.encode("utf-8"))
         sha = bytes.fromhex(h.model_sha256)
-        if len(sha) != 32 and not (v2 and len(sha) == SHA_PREFIX_BYTES):
+        if len(sha) != 32 and not (v2 and len(sha) == SHA_PREFIX_BYTES[h.version]):
             raise ValueError("model sha256 must be 32 bytes (64 hex digits)")
         if v2:
             if h.seed_items is None or h.settings_digest is None or h.ramp is None:
-                raise ValueError("a version-2 archive needs a settings digest, a ramp and a seed item count")
-            out += sha[:SHA_PREFIX_BYTES] + (h.settings_digest & 0xFFFFFFFF).to_bytes(4, "little")
+                raise ValueError(f"a version-{h.version} archive needs a settings digest, a ramp and a seed item count")
+            n_digest = DIGEST_BYTES[h.version]
+            out += sha[:SHA_PREFIX_BYTES[h.version]]
+            out += (h.settings_digest & ((1 << 8 * n_digest) - 1)).to_bytes(n_digest, "little")
             out += b"".join(varint(int(v)) for v in h.ramp)
         else:
             out += sha + blob(settings_json(h.coder_settings or {}))
@@ -155,7 +176,12 @@ def pack(h: ArchiveHeader, payload) -> bytes:
         if h.method == "bits-back-is":
             out += varint(h.particles)
         words = np.asarray(payload, np.uint32)
-        out += varint(words.size) + _words_le(words)
+        if h.version == 3:
+            if words.size and words[-1] == 0:
+                raise ValueError("an ANS stack ends in a non-zero word")
+            out += _words_le(words).rstrip(b"\0")  # only the top word's high bytes: it is non-zero
+        else:
+            out += varint(words.size) + _words_le(words)
     else:
         out += blob(bytes(payload))
     out += zlib.crc32(out).to_bytes(4, "little")
@@ -220,13 +246,14 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, Reader, int]:
                       archive_bytes=len(blob))
     h.extra = r.blob("extra field")
     if method in BITS_BACK_METHODS:
-        try:
-            h.model_name = r.blob("model name").decode("utf-8")
-        except UnicodeDecodeError:
-            raise ArchiveError("the archive's model name is not UTF-8; the archive is corrupt") from None
-        if h.version == 2:
-            h.model_sha256 = r.take(SHA_PREFIX_BYTES, "model sha256").hex()
-            h.settings_digest = int.from_bytes(r.take(4, "coder settings digest"), "little")
+        if h.version != 3:
+            try:
+                h.model_name = r.blob("model name").decode("utf-8")
+            except UnicodeDecodeError:
+                raise ArchiveError("the archive's model name is not UTF-8; the archive is corrupt") from None
+        if h.version in DATA_SEED_VERSIONS:
+            h.model_sha256 = r.take(SHA_PREFIX_BYTES[h.version], "model sha256").hex()
+            h.settings_digest = int.from_bytes(r.take(DIGEST_BYTES[h.version], "coder settings digest"), "little")
             h.ramp = tuple(r.varint("batch ramp") for _ in range(4))
             if h.ramp[2] < 1 or h.ramp[3] < 1:
                 raise ArchiveError("the archive's batch ramp has a zero pop cost or batch size; the archive is corrupt")
@@ -238,7 +265,7 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, Reader, int]:
                 raise ArchiveError("the archive's batch schedule is longer than the archive; the archive is corrupt")
             runs = [tuple(r.varint("schedule") for _ in range(width)) for _ in range(n_runs)]
             h.schedule = runs if width == 3 else [(items, 1, repeat) for items, repeat in runs]
-        if h.version == 2:
+        if h.version in DATA_SEED_VERSIONS:
             h.seed_items = r.varint("seed item count")
             if h.seed_items > h.max_chain_items:
                 raise ArchiveError(f"the archive claims {h.seed_items} seed items of at most {h.max_chain_items}; "
@@ -255,6 +282,12 @@ def _parse(blob: bytes) -> tuple[ArchiveHeader, Reader, int]:
             if not 2 <= h.particles <= MAX_PARTICLES:
                 raise ArchiveError(f"the archive claims {h.particles} particles (2..{MAX_PARTICLES} allowed); "
                                    "the archive is corrupt")
+        if h.version == 3:  # the payload is every byte left, its top word's high zero bytes not stored
+            if r.left and body[-1] == 0:
+                raise ArchiveError("the archive's coded stream ends in a zero byte, which no encoder writes; the "
+                                   "archive is corrupt")
+            h.payload_bytes = r.left
+            return h, r, h.payload_bytes
         n_words = r.varint("payload length")
         if 4 * n_words > r.left:
             raise ArchiveError(
@@ -295,6 +328,7 @@ def unpack(blob: bytes):
     h, r, n = _parse(blob)
     raw = r.take(n, "payload")
     if h.method in BITS_BACK_METHODS:
+        raw += b"\0" * (-len(raw) % 4)  # layout 3: the top word's high zero bytes
         words = np.frombuffer(raw, dtype="<u4").astype(np.uint32)  # native byte order on any host
         return h, words
     return h, raw

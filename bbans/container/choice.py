@@ -153,8 +153,9 @@ def best_classic_archive(data: np.ndarray, extra: bytes) -> tuple[bytes, str, in
 
 def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_size: int, particles: int,
                       progress=None, format_version: int = archive.FORMAT_VERSION) -> tuple[bytes, chain.Encoded]:
-    """The bits-back archive of ``data`` under ``model`` (``particles`` > 1: Monte-Carlo bits-back): layout 2, a
-    data-seeded chain with the model's coding variant, or layout 1 where its seed items cost more than 1% of the
+    """The bits-back archive of ``data`` under ``model`` (``particles`` > 1: Monte-Carlo bits-back): layout 3 (or
+    2 with ``format_version`` 2: the same chain, a longer header), a data-seeded chain with the model's coding
+    variant, or layout 1 where its seed items cost more than 1% of the
     payload over their rate and a random seed comes out smaller (models whose p(x | z = 0) codes items badly);
     ``format_version`` 1, the random-seed chain at the model's exported settings (no coding variant), as bbans wrote
     before layout 2. ModelError when the model's identity is not final, it cannot weigh
@@ -199,7 +200,7 @@ def bits_back_archive(data: np.ndarray, model: LatentModel, extra: bytes, batch_
         method="bits-back-is" if particles > 1 else "bits-back", particles=particles, shape=data.shape,
         data_crc32=data_crc32(data), extra=extra, model_name=str(model.name), model_sha256=sha,
         coder_settings=dict(model.coder_settings), schedule=enc.schedule, seed_words=enc.seed_words,
-        prefix_words=enc.prefix_words, version=1 if enc.seed_items is None else 2,
+        prefix_words=enc.prefix_words, version=1 if enc.seed_items is None else max(2, format_version),
         settings_digest=model_digest(model), seed_items=enc.seed_items,
         ramp=None if enc.ramp is None else tuple(enc.ramp)[:4])
     return archive.pack(h, enc.payload), enc

@@ -7,7 +7,8 @@ Each entry point loads to a *provider* with:
 - ``load(name) -> model``: a model following bbans/bitsback/protocol.py;
 - ``load_path(path) -> model | None``: a model from a weights file, or None if the provider does not recognise it;
 - ``find(name, sha256) -> model | None``: the model whose weights' sha256 is, or begins with, ``sha256`` (layout-2
-  archives store its first 16 hex digits), or None.
+  archives store its first 16 hex digits, layout-3 archives its first 12 and no name: ``name`` is then ""), or
+  None.
 
 A provider that fails to import or to list is skipped (its error is named when no model is found).
 """
@@ -112,18 +113,48 @@ def load_model(name_or_path: str):
     raise ModelError(f"no model named {name_or_path!r}; " + _installed_text(listing, problems))
 
 
-def find_model(name: str, sha256: str):
-    """The installed model with this name and weights sha256 (or its prefix); ModelError naming what is installed
+def find_model(name: str | None, sha256: str):
+    """The installed model with this name and weights sha256 (or its prefix); ``name`` None (archive layout 3
+    stores none): the model whose weights' sha256 begins with ``sha256``. ModelError naming what is installed
     otherwise."""
     for _, prov in _providers()[0]:
-        model = prov.find(name, sha256)
+        model = prov.find(name or "", sha256)
         if model is not None:
             return model
     listing, problems = _listing()
     raise ModelError(
-        f"the archive needs model {name!r} with weights sha256 {sha256[:12]}…, which is not installed; install the "
-        f"package that provides it or pass the model; " + _installed_text(listing, problems)
+        f"the archive needs {archive_model_text(name, sha256)}, which is not installed; install the package that "
+        f"provides it or pass the model; " + _installed_text(listing, problems)
     )
+
+
+def listed_name(sha256: str) -> str | None:
+    """The name of the listed model whose weights' sha256 begins with ``sha256``, read from the listing without
+    loading it; None when none is (a layout-3 archive names its model by that prefix alone)."""
+    for _, info in _listing()[0]:
+        if sha256 and str(info.get("sha256", "")).startswith(str(sha256)):
+            return str(info["name"])
+    return None
+
+
+def archive_model_name(name: str | None, sha256: str) -> str:
+    """An archive's model as reports name it: the name it records, else (layout 3) the listed model's with that
+    sha256 prefix, else an installed unlisted (retired) model's, loaded to ask it, else "unknown (sha256 …)"."""
+    if name or listed_name(sha256):
+        return name or listed_name(sha256)
+    try:
+        return str(find_model(None, sha256).name)
+    except ModelError:
+        return f"unknown (sha256 {sha256[:12]}…)"
+
+
+def archive_model_text(name: str | None, sha256: str) -> str:
+    """How messages name an archive's model: "model 'mnist' (sha256 ee2f7a4d9a3a…)"; for a layout-3 archive
+    (``name`` None) the listed model with that sha256 prefix, or "the model whose weights' sha256 begins …"."""
+    name = name or listed_name(sha256)
+    if name:
+        return f"model {name!r} (sha256 {sha256[:12]}…)"
+    return f"the model whose weights' sha256 begins {sha256[:12]}…"
 
 
 def listed_tile_size(sha256: str) -> int:

@@ -4,7 +4,8 @@ Each golden archive pins one coder-settings string and method (every shipped mod
 multi-chunk archives, each classical fallback, each container kind: npy, IDX, PNG, raw bytes). They were written by
 the code as it stood *before* the restructure of bbans/ into layers (2026-12-04), and ``tests/test_golden.py``
 checks that today's code decodes each one byte for byte and re-encodes its input to the identical bytes (the cases
-written before archive layout 2 with ``--format-version 1``; the ``v2-`` cases with layout 2).
+written before archive layout 2 with ``--format-version 1``; the ``v2-`` cases with layout 2, the ``v3-`` cases with
+layout 3).
 
 Run it only to ADD a case (it refuses to overwrite an existing archive): a golden archive that changes is exactly
 the regression these tests exist to catch. Inputs are the bundled samples or small files written into
@@ -61,6 +62,11 @@ CASES.update({f"v2-{name}": CASES[name] for name in V2_TWINS})  # the same input
 # Written with the weights shipped as "photo" until 2026-12-06, now the retired file photo-v1.safetensors.
 CASES["v2-photo-20x70"] = ("tests/archives/inputs/photo-1x20x70x3.npy",
                            ["--model", "models/weights/photo-v1.safetensors", "--method", "bits-back"])
+# Layout 3 (2026-12-06): the data-seeded layout with a shorter header (no model name, the payload's length implied).
+V3_TWINS = V2_TWINS + ["photo-20x70"]
+CASES.update({f"v3-{name}": CASES.get(name) or CASES[f"v2-{name}"] for name in V3_TWINS})
+CASES["v3-photo-20x70"] = (CASES["v3-photo-20x70"][0], ["--model", "photo", "--method", "bits-back"])
+FORMAT_3 = {f"v3-{name}" for name in V3_TWINS}
 
 
 def write_inputs() -> None:
@@ -103,7 +109,7 @@ def main() -> int:
             src = ROOT / inp
             local = work / src.name  # compress a copy: the archive records no path, and nothing touches inputs
             shutil.copyfile(src, local)
-            version = 1 if name in FORMAT_1 else 2
+            version = 1 if name in FORMAT_1 else 3 if name in FORMAT_3 else 2
             argv = ["compress", str(local), "-o", str(out), "--no-elbo", "--format-version", str(version),
                     *[str(ROOT / a) if a.startswith("models/weights/") else a for a in args]]  # retired weights files
             r = CliRunner().invoke(cli, argv)
