@@ -89,10 +89,24 @@ def test_run_job_uses_a_fresh_process_and_reports_peak_memory(tmp_path):
     assert 0 < r["start_mib"] <= r["peak_mib"]
 
 
+def test_network_throughput_counts_multiply_adds():
+    """benchmarks/network_throughput.py counts a conv's and a transposed conv's multiply-adds from the layer shapes
+    (and follows the shapes through), checked against hand counts."""
+    from types import SimpleNamespace as L
+
+    nt = _load("network_throughput")
+    conv = L(op="conv", stride=1, padding=1, weight=np.zeros((16, 1, 3, 3)))       # 1 -> 16 at 28 x 28
+    down = L(op="conv", stride=2, padding=1, weight=np.zeros((32, 16, 4, 4)))      # 16 -> 32, 28 -> 14
+    up = L(op="convT", stride=2, padding=1, weight=np.zeros((32, 8, 4, 4)))        # 32 -> 8, 14 -> 28
+    macs, shape = nt.layer_macs([conv, down, up], (1, 28, 28))
+    assert shape == (8, 28, 28)
+    assert macs == 28 * 28 * 16 * 9 + 14 * 14 * 32 * 16 * 16 + 14 * 14 * 32 * 8 * 16
+
+
 def test_subsets_and_model_choice():
     assert list(run.evenly_spaced(10, 3)) == [0, 3, 6] and list(run.evenly_spaced(4, None)) == [0, 1, 2, 3]
     assert run.models_for(GREY) == ["mnist", "mnist-small"]
-    assert run.models_for(BINARY) == ["binarized-mnist", "binarized-mnist-small"]
+    assert run.models_for(BINARY) == ["binarized-mnist", "binarized-mnist-small", "binarized-mnist-fast"]
     idx = jobs.nll_subset(100, 10)
     assert len(set(idx)) == 10 and list(idx) == sorted(idx) and list(idx) == list(jobs.nll_subset(100, 10))
 

@@ -34,7 +34,8 @@ def _real_images(name: str, n: int = 300) -> np.ndarray:
     return np.load(SAMPLES[RECIPES[name]["dataset"]])
 
 
-@pytest.mark.parametrize("name", ["mnist", "binarized-mnist", "mnist-small", "binarized-mnist-small"])
+@pytest.mark.parametrize("name", ["mnist", "binarized-mnist", "mnist-small", "binarized-mnist-small",
+                                  "binarized-mnist-fast"])
 def test_archive_rate_within_one_percent_of_neg_elbo(name):
     model = load_model(name)
     data = _real_images(name)
@@ -42,7 +43,13 @@ def test_archive_rate_within_one_percent_of_neg_elbo(name):
     blob, report = bbans.compress_with_report(data, model, method="bits-back")
     assert np.array_equal(bbans.decompress(blob, model), data)
     s = report.seed_items
-    assert report.initial_bits == 0 and 1 <= s <= 10  # the data seed: a few items, no random bits
+    if report.initial_bits:  # layout 1 chosen (a random seed coded smaller: binarized-mnist-fast on these 300)
+        assert not s and report.initial_bits <= 8 * 1024
+        steady = report.payload_bits - report.initial_bits  # the seed words the pops consumed are stored
+        neg_elbo = float(model.neg_elbo_bits(data).sum())
+        assert 0.98 * neg_elbo < steady < 1.01 * neg_elbo, (steady, neg_elbo)
+        return
+    assert 1 <= s <= 10  # the data seed: a few items, no random bits
     neg_elbo = float(model.neg_elbo_bits(data[s:]).sum())
     seed_bits = float(chain.seed_codec(model, s).cost(data[:s]).sum()) / 2 ** 20  # -log2 p(x | z = 0)
     header_bits = 8 * len(blob) - report.payload_bits
@@ -140,10 +147,10 @@ def test_listing_reads_each_models_data_from_its_weights_file():
     entries = read_manifest(MANIFEST)
     listed = provider.list()
     assert [m["name"] for m in listed] == [e["name"] for e in entries if e["status"] == "listed"] == [
-        "mnist", "binarized-mnist", "mnist-small", "binarized-mnist-small", "photo"]
+        "mnist", "binarized-mnist", "mnist-small", "binarized-mnist-small", "photo", "binarized-mnist-fast"]
     assert {m["name"]: m["value_range"] for m in listed} == {
         "mnist": (0, 255), "binarized-mnist": (0, 1), "mnist-small": (0, 255), "binarized-mnist-small": (0, 1),
-        "photo": (0, 255)}
+        "photo": (0, 255), "binarized-mnist-fast": (0, 1)}
     assert all(m["data_shape"] == (28, 28) for m in listed if m["name"] != "photo")
     assert [m["tile_size"] for m in listed if m["name"] == "photo"] == [64]
     for e in entries:  # every pinned sha256 is its file's, retired files included
