@@ -3,7 +3,7 @@
 - ``compress(data, model=None, ...)``: uint8 items (N, *item_shape) -> archive bytes (``compress_with_report``
   also returns the pipeline's ``Report``: method and why, sizes, model, bounds).
 - ``decompress(blob, model=None)``: archive bytes -> the original array; the model is found by the name and
-  weights sha256 the archive records when not given.
+  weights sha256 the archive records when not given (layout 3 records no name: by the sha256 prefix alone).
 - ``open(path)``: an ``ArchiveReader`` over an archive file (its header at once, any item range on demand), or a
   ``CollectionReader`` over a collection (many named arrays or files in one archive; container/collection.py).
 - ``compress_collection({name: data, ...})`` / ``decompress_collection(blob)``: many named arrays of any shapes in
