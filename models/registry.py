@@ -91,10 +91,15 @@ class BuiltinProvider:
     @lru_cache(maxsize=None)
     def load(self, name: str):
         """The model ``name`` (listed or retired), its file checked against the pinned sha256; None if unknown."""
+        return self.load_on(name, "cpu")
+
+    def load_on(self, name: str, device: str):
+        """``load``, with the integer networks on torch ``device`` (e.g. "cuda": the same integers, docs/design.md,
+        "Determinism"); not cached."""
         entry = self._entries.get(name)
         if entry is None:
             return None
-        model = coding_model_class(WEIGHTS_DIR / entry["file"])(WEIGHTS_DIR / entry["file"],
+        model = coding_model_class(WEIGHTS_DIR / entry["file"])(WEIGHTS_DIR / entry["file"], device=device,
                                                                 expected_sha256=entry["sha256"], name=name)
         variants = list(entry.get("coding_variants", []))  # every variant ever shipped stays, so archives decode
         model.known_coding_variants = variants
