@@ -58,7 +58,7 @@ def compress_with_report(data: np.ndarray, model: LatentModel | None = None, *, 
     model work. ``want_elbo``: also measure the model's -ELBO (``Report.elbo_bits``, bits summed over items).
     ``format_version``: 1 writes bits-back archives as bbans did before layout 2 (a random seed, the model's own
     latent bins; docs/design.md, "Initial bits and the schedule"), for decoders that read only version 1; 2, the
-    data-seeded layout with the longer header that bbans wrote before layout 3 (docs/design.md, "Archive layouts").
+    data-seeded layout with the longer header that bbans wrote before layout 3 (docs/design.md, "Archive byte layouts").
     """
     if format_version not in range(1, archive.FORMAT_VERSION + 1):
         raise InputError(f"format_version must be 1..{archive.FORMAT_VERSION}, got {format_version!r}")

@@ -145,8 +145,8 @@ def with_digest(model, digest: int, bits: int = 32):
     for variant in candidates:
         if variant_digest(dict(model.coder_settings), variant) & ((1 << bits) - 1) == digest:
             return model if variant == variant_of(model) else model.with_coding_variant(variant)
-    raise ModelError(f"the archive was coded with coder settings or a coding variant (digest {digest:0{bits // 4}x}) that "
-                     f"model {getattr(model, 'name', '?')!r} does not know; use the bbans version and model build "
+    raise ModelError(f"the archive was coded with coder settings or a coding variant (digest {digest:0{bits // 4}x}) "
+                     f"that model {getattr(model, 'name', '?')!r} does not know; use the bbans version and model build "
                      "that made the archive")
 
 

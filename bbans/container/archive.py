@@ -50,8 +50,8 @@ Layout (``varint`` = unsigned LEB128, at most 10 bytes)::
 The version byte is the oldest format that reads the archive: classical archives keep version 1 (their layout never
 changed), bits-back archives with a data seed are version 3 (version 2 with ``--format-version 2``). Version 3 saves
 ~25 bytes per archive over version 2 (the model name, 6 bytes of sha256 and digest, the payload's length and the top
-word's zero bytes), about 1.3% of 100 binarized MNIST digits; docs/design.md, "Archive layouts". ``unpack`` checks the trailing CRC before anything
-else, then every length against the bytes that remain.
+word's zero bytes), about 1.3% of 100 binarized MNIST digits; docs/design.md, "Versioning". ``unpack`` checks the
+trailing CRC before anything else, then every length against the bytes that remain.
 """
 from __future__ import annotations
 
@@ -142,8 +142,8 @@ def pack(h: ArchiveHeader, payload) -> bytes:
     """Serialize header ``h`` and ``payload`` (uint32 words for bits-back, bytes otherwise) into an archive."""
     if len(h.shape) < 1 or len(h.shape) > MAX_NDIM:
         raise ValueError(f"arrays of 1..{MAX_NDIM} dimensions only")
-    v2 = h.method in BITS_BACK_METHODS and h.version in DATA_SEED_VERSIONS  # a data-seeded layout, 2 or 3
-    if not v2 and h.version != 1:
+    seeded = h.method in BITS_BACK_METHODS and h.version in DATA_SEED_VERSIONS  # a data-seeded layout, 2 or 3
+    if not seeded and h.version != 1:
         raise ValueError("layout versions 2 and 3 exist for bits-back methods only")
     out = bytearray(MAGIC)
     out += bytes([h.version, METHODS[h.method], DTYPES[h.dtype], len(h.shape)])
@@ -155,9 +155,9 @@ def pack(h: ArchiveHeader, payload) -> bytes:
         if h.version != 3:
             out += blob(h.model_name.encode("utf-8"))
         sha = bytes.fromhex(h.model_sha256)
-        if len(sha) != 32 and not (v2 and len(sha) == SHA_PREFIX_BYTES[h.version]):
+        if len(sha) != 32 and not (seeded and len(sha) == SHA_PREFIX_BYTES[h.version]):
             raise ValueError("model sha256 must be 32 bytes (64 hex digits)")
-        if v2:
+        if seeded:
             if h.seed_items is None or h.settings_digest is None or h.ramp is None:
                 raise ValueError(f"a version-{h.version} archive needs a settings digest, a ramp and a seed item count")
             n_digest = DIGEST_BYTES[h.version]
@@ -172,13 +172,13 @@ def pack(h: ArchiveHeader, payload) -> bytes:
                     raise ValueError("a bits-back schedule has one particle per batch; use method bits-back-is")
                 run = (items, particles, repeat) if h.method == "bits-back-is" else (items, repeat)
                 out += b"".join(varint(int(v)) for v in run)
-        out += varint(h.seed_items) if v2 else varint(h.seed_words) + varint(h.prefix_words)
+        out += varint(h.seed_items) if seeded else varint(h.seed_words) + varint(h.prefix_words)
         if h.method == "bits-back-is":
             out += varint(h.particles)
         words = np.asarray(payload, np.uint32)
         if h.version == 3:
             if words.size and words[-1] == 0:
-                raise ValueError("an ANS stack ends in a non-zero word")
+                raise ValueError("a layout-3 payload must end in a non-zero word (an ANS stack's top)")
             out += _words_le(words).rstrip(b"\0")  # only the top word's high bytes: it is non-zero
         else:
             out += varint(words.size) + _words_le(words)

@@ -262,8 +262,8 @@ def _check_model(model: LatentModel, h: archive.ArchiveHeader):
     unless it is the model the archive was made with (sha256, or its prefix in layout 2, and coder settings)."""
     if not str(model.sha256).lower().startswith(h.model_sha256):
         raise ModelError(
-            f"the archive was made with {registry.archive_model_text(h.model_name, h.model_sha256)}, but the model given "
-            f"is {model.name!r} (sha256 {str(model.sha256)[:12]}…); pass the matching model or install it")
+            f"the archive was made with {registry.archive_model_text(h.model_name, h.model_sha256)}, but the model "
+            f"given is {model.name!r} (sha256 {str(model.sha256)[:12]}…); pass the matching model or install it")
     if tile_size(model):
         if len(h.shape) != 4 or h.shape[3] != tuple(model.data_shape)[2] or min(h.shape[1:]) < 1:
             raise ArchiveError(f"the archive holds items of shape {tuple(h.shape[1:])} but its model codes images "

@@ -128,20 +128,28 @@ def find_model(name: str | None, sha256: str):
     )
 
 
-def listed_name(sha256: str) -> str | None:
-    """The name of the listed model whose weights' sha256 begins with ``sha256``, read from the listing without
-    loading it; None when none is (a layout-3 archive names its model by that prefix alone)."""
+def _listed_info(sha256: str) -> dict | None:
+    """The listing's info dict of the model whose weights' sha256 begins with ``sha256`` (an archive's model), read
+    without loading it; None when no listed model has it."""
     for _, info in _listing()[0]:
         if sha256 and str(info.get("sha256", "")).startswith(str(sha256)):
-            return str(info["name"])
+            return info
     return None
+
+
+def listed_name(sha256: str) -> str | None:
+    """The name of the listed model whose weights' sha256 begins with ``sha256``; None when none is (a layout-3
+    archive names its model by that prefix alone)."""
+    info = _listed_info(sha256)
+    return None if info is None else str(info["name"])
 
 
 def archive_model_name(name: str | None, sha256: str) -> str:
     """An archive's model as reports name it: the name it records, else (layout 3) the listed model's with that
     sha256 prefix, else an installed unlisted (retired) model's, loaded to ask it, else "unknown (sha256 …)"."""
-    if name or listed_name(sha256):
-        return name or listed_name(sha256)
+    name = name or listed_name(sha256)
+    if name:
+        return name
     try:
         return str(find_model(None, sha256).name)
     except ModelError:
@@ -160,10 +168,8 @@ def archive_model_text(name: str | None, sha256: str) -> str:
 def listed_tile_size(sha256: str) -> int:
     """The tile side of the listed image model whose weights' sha256 starts with ``sha256`` (an archive's model),
     read from the listing without loading it; 0 for other models or when none is installed."""
-    for _, info in _listing()[0]:
-        if str(info.get("sha256", "")).startswith(str(sha256)) and sha256:
-            return int(info.get("tile_size") or 0)
-    return 0
+    info = _listed_info(sha256)
+    return 0 if info is None else int(info.get("tile_size") or 0)
 
 
 def default_model_for(data):
